@@ -1,0 +1,33 @@
+"""kaq's engine: load, validate and compile rulesets; evaluate account facts into verdicts.
+
+    >>> from engine import load_ruleset
+    >>> rs = load_ruleset("rulesets/key-account.yaml")      # doctest: +SKIP
+    >>> rs.evaluate({"account_id": "BOC-HQ", "product_fit": "strong"})["qualification"]  # doctest: +SKIP
+    'insufficient_data'
+"""
+
+from .errors import (
+    Diagnostic,
+    EngineError,
+    EvaluationError,
+    FactsError,
+    KaqError,
+    RulesetError,
+)
+from .loader import load_rulesets, load_rulesets_from_sources, ruleset_files
+from .prepared import PreparedRuleset, load_ruleset, prepare
+
+__all__ = [
+    "Diagnostic",
+    "EngineError",
+    "EvaluationError",
+    "FactsError",
+    "KaqError",
+    "PreparedRuleset",
+    "RulesetError",
+    "load_ruleset",
+    "load_rulesets",
+    "load_rulesets_from_sources",
+    "prepare",
+    "ruleset_files",
+]

@@ -1,0 +1,196 @@
+"""The one seam to durable_rules: the only module that imports it.
+
+durable_rules 2.0.28 is a C engine with known traps (../shared/spec/durable-rules-notes.md).
+This module drives its C extension directly, without the stock `Host` and its background
+dispatcher/timer threads (which segfault under concurrency), and guards each trap:
+
+* **delete_state on a state where no rule fired segfaults** — every session first asserts
+  an *opener* fact that a catch-all rule always fires on, before anything can fail.
+* **leaked states** (the 1,025th live state raises MemoryError) — a session deletes its
+  state in ``finally``; one session id per thread, reused.
+* **session ids collide by a 32-bit hash** — each thread gets a distinct short sid from a
+  counter, and a thread evaluates one account at a time.
+* **identical facts are "already observed" and then no rule fires** — every asserted fact
+  carries an explicit, per-session unique ``id``.
+* **reserved field names (`id`, `sid`)** — facts are sent under generated field names
+  (``f0``, ``f1``, ...), never under the user's names.
+* **floats with exponents (error 204), NaN/Infinity, integers beyond 64 bits** — values are
+  written by :func:`encode_value`, which refuses non-finite numbers, caps magnitudes and
+  never writes an exponent.
+* **arithmetic and division inside conditions (SIGFPE, both sides firing)** — the compiler
+  hoists every computation out; only ``field op constant`` comparisons reach the engine.
+* **names registered twice / no unregister** — every compiled ruleset gets a unique name and
+  is freed with ``delete_ruleset`` by :meth:`EngineRuleset.close`.
+* **more than 512 conditions under one node hang ruleset creation** — :data:`MAX_ATOMS`
+  caps the conditions of a ruleset before it is created.
+* **"no rule matched" is a normal outcome**, not an error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import threading
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import durable_rules_engine as _dre
+
+from .errors import EngineError
+
+STAGE_FIELD = "kaq_stage"
+CATCH_ALL = "c"
+MAX_ATOMS = 480  # below the 512 where create_ruleset loops forever
+MAX_FIELDS = 200  # below the ~254 properties where a fact is refused (error 302)
+MAX_MAGNITUDE = 1e15  # integers stay far inside 64 bits; floats keep 6 decimals exactly
+
+_names = itertools.count()
+_sids = itertools.count()
+_local = threading.local()
+
+
+def encode_value(value: Any) -> str:
+    """JSON text for one value the engine will see: no exponents, finite, bounded."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        if abs(value) > MAX_MAGNITUDE:
+            raise EngineError(f"number {value} is beyond ±{MAX_MAGNITUDE:.0f}")
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise EngineError("non-finite number cannot reach the engine")
+        if abs(value) > MAX_MAGNITUDE:
+            raise EngineError(f"number {value} is beyond ±{MAX_MAGNITUDE:.0f}")
+        if value.is_integer():
+            return str(int(value))
+        text = format(Decimal(repr(value)), "f")
+        return text
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    raise EngineError(f"value of type {type(value).__name__} cannot reach the engine")
+
+
+def encode_fact(fields: Mapping[str, Any]) -> str:
+    """A flat fact as JSON, every value through :func:`encode_value`."""
+    return "{" + ",".join(f'"{k}":{encode_value(v)}' for k, v in fields.items()) + "}"
+
+
+def encode_json(obj: Any) -> str:
+    """Nested conditions as JSON, every scalar through :func:`encode_value`."""
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{encode_json(v)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, list):
+        return "[" + ",".join(encode_json(v) for v in obj) + "]"
+    return encode_value(obj)
+
+
+def _sid() -> str:
+    sid = getattr(_local, "sid", None)
+    if sid is None:
+        sid = f"t{next(_sids)}"
+        _local.sid = sid
+    return sid
+
+
+class EngineRuleset:
+    """One compiled ruleset inside durable_rules.
+
+    `rules` maps engine rule names (short ASCII, e.g. ``r12``) to conditions over flat facts
+    whose fields are generated names; every rule also requires ``kaq_stage == stage``.
+    """
+
+    def __init__(self, label: str, rules: Mapping[str, tuple[int, Any]], atom_count: int):
+        if atom_count > MAX_ATOMS:
+            raise EngineError(f"ruleset has {atom_count} conditions; the engine limit is {MAX_ATOMS}")
+        definition: dict[str, Any] = {CATCH_ALL: {"all": [{"m": {STAGE_FIELD: 0}}]}}
+        for name, (stage, cond) in rules.items():
+            parts = [{STAGE_FIELD: stage}, cond]
+            definition[name] = {"all": [{"m": {"$and": parts}}]}
+        self.name = f"kaq_{label}_{next(_names)}"
+        text = encode_json(definition)
+        try:
+            self._handle = _dre.create_ruleset(self.name, text)
+        except _dre.error as exc:  # numeric error codes from the C code
+            raise EngineError(f"durable_rules refused the ruleset: {exc}") from None
+        self._lock = threading.Lock()
+        self._closed = False
+        self.definition = definition
+
+    def session(self) -> Session:
+        """A per-thread session; use as a context manager, one account at a time."""
+        if self._closed:
+            raise EngineError("ruleset is closed")
+        return Session(self)
+
+    def close(self) -> None:
+        """Free the C ruleset (call only when no evaluation uses it any more)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                _dre.delete_ruleset(self._handle)
+
+
+class Session:
+    """Assert one account's stage facts; collects the names of the rules that fired."""
+
+    __slots__ = ("_rs", "_sid", "_n", "_opened")
+
+    def __init__(self, rs: EngineRuleset):
+        self._rs = rs
+        self._sid = _sid()
+        self._n = 0
+        self._opened = False
+
+    def __enter__(self) -> Session:
+        if getattr(_local, "busy", False):
+            raise EngineError("one thread evaluates one account at a time")
+        _local.busy = True
+        try:
+            # the opener: a rule fires before anything else can fail, so delete_state is safe
+            self._assert({STAGE_FIELD: 0})
+            self._opened = True
+        except BaseException:
+            _local.busy = False
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._opened:
+                _dre.delete_state(self._rs._handle, self._sid)
+        finally:
+            _local.busy = False
+
+    def assert_stage(self, stage: int, fields: Mapping[str, Any]) -> list[str]:
+        """Assert the fact of one evaluation stage; return the engine rules that fired."""
+        if len(fields) > MAX_FIELDS:
+            raise EngineError(f"a fact with {len(fields)} fields exceeds {MAX_FIELDS}")
+        fired = self._assert({STAGE_FIELD: stage, **fields})
+        return [n for n in fired if n != CATCH_ALL]
+
+    def _assert(self, fields: Mapping[str, Any]) -> list[str]:
+        self._n += 1
+        text = encode_fact({"sid": self._sid, "id": f"k{self._n}", **fields})
+        handle = self._rs._handle
+        try:
+            result = _dre.assert_fact(handle, text)
+        except _dre.error as exc:
+            raise EngineError(f"durable_rules refused a fact: {exc}") from None
+        fired: list[str] = []
+        if result[0] != 0:
+            # 1: no rule matched (normal); 2: already observed (cannot happen: ids are unique)
+            if result[0] == 2:
+                raise EngineError("durable_rules saw the same fact twice")
+            return fired
+        state = result[1]
+        started = _dre.start_action_for_state(handle, state)
+        message = started[1] if started else None
+        while message:
+            # '{"r12":{...}}': the rule name is all we need; parsing the rest would
+            # cost more than the engine itself.
+            fired.append(message[2 : message.index('"', 2)])
+            message = _dre.complete_and_start_action(handle, state)
+        return fired

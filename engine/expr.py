@@ -1,0 +1,714 @@
+"""The expression language: parse (whitelisted `ast`), type-check, evaluate (Kleene).
+
+An expression is parsed by Python's `ast` module in `eval` mode and converted node by
+node into kaq's own small tree; any node outside the whitelist is an error located in
+the expression. Nothing is ever `eval`ed. Evaluation uses three-valued logic: `None`
+stands for *unknown*.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_SOURCE_CHARS = 2000
+MAX_NODES = 200
+MAX_DEPTH = 24
+MAX_AT_LEAST_TERMS = 6
+ROUND_DIGITS = 6
+
+FUNCTIONS = ("abs", "at_least", "count", "known", "len", "max", "min")
+KEYWORDS = ("true", "false", "and", "or", "not", "in")
+
+# --------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class Type:
+    """A static type: number, string (values=None: free text; else an enum), bool, list."""
+
+    kind: str  # "number" | "string" | "bool" | "list"
+    values: tuple[str, ...] | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "string" and self.values is not None:
+            return "enum"
+        if self.kind == "list":
+            return "list"
+        return self.kind
+
+
+NUMBER = Type("number")
+STRING = Type("string")
+BOOL = Type("bool")
+
+
+class ExprError(Exception):
+    """A problem in one expression, at a character offset of its source."""
+
+    def __init__(self, code: str, message: str, offset: int = 0, hint: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.offset = offset
+        self.hint = hint
+
+
+# --------------------------------------------------------------------------- tree
+
+
+@dataclass(eq=False)
+class Node:
+    offset: int = field(default=0, kw_only=True)
+    type: Type = field(default=NUMBER, kw_only=True)
+
+
+@dataclass(eq=False)
+class Const(Node):
+    value: Any
+
+
+@dataclass(eq=False)
+class Name(Node):
+    """A fact, derived fact, param or outcome variable; `scope` is set by the resolver."""
+
+    name: str
+    scope: str = ""  # "fact" | "derived" | "param" | "outcome"
+    value: Any = None  # the param's value when scope == "param"
+
+
+@dataclass(eq=False)
+class Arith(Node):
+    op: str  # + - * /
+    left: Node
+    right: Node
+
+
+@dataclass(eq=False)
+class Neg(Node):
+    operand: Node
+
+
+@dataclass(eq=False)
+class Cmp(Node):
+    op: str  # == != < <= > >=
+    left: Node
+    right: Node
+    text: str = ""
+
+
+@dataclass(eq=False)
+class In(Node):
+    item: Node
+    container: Node
+    negated: bool = False
+    text: str = ""
+
+
+@dataclass(eq=False)
+class And(Node):
+    items: list[Node]
+
+
+@dataclass(eq=False)
+class Or(Node):
+    items: list[Node]
+
+
+@dataclass(eq=False)
+class Not(Node):
+    operand: Node
+
+
+@dataclass(eq=False)
+class Call(Node):
+    func: str
+    args: list[Node]
+
+
+@dataclass(eq=False)
+class ListLit(Node):
+    values: list[Any]
+
+
+def children(node: Node) -> list[Node]:
+    """Direct sub-expressions of a node."""
+    if isinstance(node, Arith | Cmp):
+        return [node.left, node.right]
+    if isinstance(node, In):
+        return [node.item, node.container]
+    if isinstance(node, And | Or):
+        return list(node.items)
+    if isinstance(node, Neg | Not):
+        return [node.operand]
+    if isinstance(node, Call):
+        return list(node.args)
+    return []
+
+
+def walk(node: Node):
+    """Every node of the tree, pre-order."""
+    yield node
+    for child in children(node):
+        yield from walk(child)
+
+
+def names(node: Node) -> list[Name]:
+    return [n for n in walk(node) if isinstance(n, Name)]
+
+
+# --------------------------------------------------------------------------- parse
+
+_CMP_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_ARITH_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_DISALLOWED = {
+    ast.Attribute: "attribute access (`a.b`)",
+    ast.Subscript: "indexing (`a[b]`)",
+    ast.Lambda: "lambda",
+    ast.ListComp: "comprehension",
+    ast.SetComp: "comprehension",
+    ast.DictComp: "comprehension",
+    ast.GeneratorExp: "comprehension",
+    ast.IfExp: "conditional expression (`a if b else c`)",
+    ast.Dict: "dictionary literal",
+    ast.Set: "set literal",
+    ast.Tuple: "tuple",
+    ast.Starred: "star expression",
+    ast.NamedExpr: "assignment (`:=`)",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+    ast.JoinedStr: "f-string",
+    ast.FormattedValue: "f-string",
+}
+
+
+def parse(source: str) -> Node:
+    """Parse an expression into kaq's tree; raises ExprError on anything not whitelisted."""
+    if not isinstance(source, str) or not source.strip():
+        raise ExprError("expr.empty", "empty expression")
+    if len(source) > MAX_SOURCE_CHARS:
+        raise ExprError(
+            "expr.too_large",
+            f"expression is {len(source)} characters long; the limit is {MAX_SOURCE_CHARS}",
+            hint="split it into derived facts",
+        )
+    if "\n" in source.strip():
+        source = " ".join(source.split())
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExprError(
+            "expr.syntax", f"syntax error: {exc.msg}", max(0, (exc.offset or 1) - 1)
+        ) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExprError("expr.too_large", "expression is nested too deeply") from None
+    count = sum(1 for _ in ast.walk(tree))
+    if count > MAX_NODES:
+        raise ExprError(
+            "expr.too_large",
+            f"expression has {count} nodes; the limit is {MAX_NODES}",
+            hint="split it into derived facts",
+        )
+    text = source.strip()
+    return _convert(tree.body, text, 0)
+
+
+def _convert(node: ast.AST, text: str, depth: int) -> Node:
+    if depth > MAX_DEPTH:
+        raise ExprError("expr.too_large", f"expression is nested deeper than {MAX_DEPTH}")
+    off = getattr(node, "col_offset", 0)
+    d = depth + 1
+    if isinstance(node, ast.BoolOp):
+        items = [_convert(v, text, d) for v in node.values]
+        return And(items, offset=off) if isinstance(node.op, ast.And) else Or(items, offset=off)
+    if isinstance(node, ast.UnaryOp):
+        if isinstance(node.op, ast.Not):
+            return Not(_convert(node.operand, text, d), offset=off)
+        if isinstance(node.op, ast.USub):
+            inner = _convert(node.operand, text, d)
+            if isinstance(inner, Const) and isinstance(inner.value, int | float):
+                return Const(-inner.value, offset=off)
+            return Neg(inner, offset=off)
+        if isinstance(node.op, ast.UAdd):
+            return _convert(node.operand, text, d)
+        raise ExprError("expr.disallowed", "operator `~` is not allowed", off)
+    if isinstance(node, ast.BinOp):
+        op = _ARITH_OPS.get(type(node.op))
+        if op is None:
+            raise ExprError(
+                "expr.disallowed",
+                f"operator `{_op_text(node.op)}` is not allowed",
+                off,
+                hint="use + - * / only",
+            )
+        return Arith(op, _convert(node.left, text, d), _convert(node.right, text, d), offset=off)
+    if isinstance(node, ast.Compare):
+        parts: list[Node] = []
+        left = _convert(node.left, text, d)
+        seg = ast.get_source_segment(text, node) or text
+        for op, right_ast in zip(node.ops, node.comparators, strict=True):
+            right = _convert(right_ast, text, d)
+            if isinstance(op, ast.In | ast.NotIn):
+                parts.append(In(left, right, isinstance(op, ast.NotIn), offset=off, text=seg))
+            elif type(op) in _CMP_OPS:
+                parts.append(Cmp(_CMP_OPS[type(op)], left, right, offset=off, text=seg))
+            else:
+                raise ExprError(
+                    "expr.disallowed", "`is` / `is not` are not allowed", off, hint="use == or !="
+                )
+            left = right
+        if len(parts) > 1:
+            for p in parts:
+                if isinstance(p, Cmp | In):
+                    p.text = _cmp_text(p)
+        return parts[0] if len(parts) == 1 else And(parts, offset=off)
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name):
+            raise ExprError("expr.disallowed", "only plain function calls are allowed", off)
+        fname = node.func.id
+        if fname not in FUNCTIONS:
+            raise ExprError(
+                "expr.unknown_function",
+                f"unknown function `{fname}`",
+                off,
+                hint=_suggest(fname, FUNCTIONS, "allowed: " + ", ".join(FUNCTIONS)),
+            )
+        if node.keywords:
+            raise ExprError("expr.disallowed", "keyword arguments are not allowed", off)
+        return Call(fname, [_convert(a, text, d) for a in node.args], offset=off)
+    if isinstance(node, ast.Name):
+        if node.id.startswith("__"):
+            raise ExprError("expr.disallowed", f"dunder name `{node.id}` is not allowed", off)
+        if node.id == "true":
+            return Const(True, offset=off)
+        if node.id == "false":
+            return Const(False, offset=off)
+        return Name(node.id, offset=off)
+    if isinstance(node, ast.Constant):
+        v = node.value
+        if isinstance(v, bool) or v is None:
+            raise ExprError(
+                "expr.disallowed",
+                f"`{v}` is not part of the language",
+                off,
+                hint="write true / false; use known(x) to test presence",
+            )
+        if isinstance(v, int | float):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ExprError("expr.disallowed", "non-finite number", off)
+            return Const(v, offset=off)
+        if isinstance(v, str):
+            return Const(v, offset=off)
+        raise ExprError("expr.disallowed", f"literal of type {type(v).__name__} is not allowed", off)
+    if isinstance(node, ast.List):
+        values = []
+        for elt in node.elts:
+            item = _convert(elt, text, d)
+            if not isinstance(item, Const):
+                raise ExprError(
+                    "expr.disallowed", "list literals may only hold literal values", item.offset
+                )
+            values.append(item.value)
+        return ListLit(values, offset=off)
+    what = _DISALLOWED.get(type(node), type(node).__name__)
+    raise ExprError("expr.disallowed", f"{what} is not allowed in a kaq expression", off)
+
+
+def _op_text(op: ast.AST) -> str:
+    return {ast.Mod: "%", ast.Pow: "**", ast.FloorDiv: "//", ast.BitAnd: "&", ast.BitOr: "|"}.get(
+        type(op), type(op).__name__
+    )
+
+
+def _cmp_text(node: Cmp | In) -> str:
+    if isinstance(node, In):
+        op = "not in" if node.negated else "in"
+        return f"{unparse(node.item)} {op} {unparse(node.container)}"
+    return f"{unparse(node.left)} {node.op} {unparse(node.right)}"
+
+
+def unparse(node: Node) -> str:
+    """Readable source text of a node (used in traces)."""
+    if isinstance(node, Const):
+        return repr(node.value) if isinstance(node.value, str) else _num_text(node.value)
+    if isinstance(node, Name):
+        return node.name
+    if isinstance(node, ListLit):
+        return "[" + ", ".join(repr(v) for v in node.values) + "]"
+    if isinstance(node, Arith):
+        return f"({unparse(node.left)} {node.op} {unparse(node.right)})"
+    if isinstance(node, Neg):
+        return f"-{unparse(node.operand)}"
+    if isinstance(node, Cmp | In):
+        return node.text or _cmp_text(node)
+    if isinstance(node, And | Or):
+        word = " and " if isinstance(node, And) else " or "
+        return "(" + word.join(unparse(i) for i in node.items) + ")"
+    if isinstance(node, Not):
+        return f"not {unparse(node.operand)}"
+    if isinstance(node, Call):
+        return f"{node.func}(" + ", ".join(unparse(a) for a in node.args) + ")"
+    return "?"
+
+
+def _num_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v)
+
+
+def _suggest(name: str, candidates, fallback: str | None = None) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    return fallback
+
+
+suggest = _suggest
+
+# --------------------------------------------------------------------------- resolve + type-check
+
+
+@dataclass
+class Symbol:
+    scope: str  # fact | derived | param | outcome
+    type: Type
+    value: Any = None  # params only
+
+
+def check(node: Node, symbols: Mapping[str, Symbol], want_bool: bool = True) -> Type:
+    """Resolve names and type-check; raises ExprError. Returns the expression's type."""
+    t = _check(node, symbols)
+    if want_bool and t != BOOL:
+        raise ExprError(
+            "expr.type",
+            f"a condition must be true or false, but this expression is a {t}",
+            node.offset,
+        )
+    return t
+
+
+def _literal_type(v: Any) -> Type:
+    if isinstance(v, bool):
+        return BOOL
+    if isinstance(v, int | float):
+        return NUMBER
+    return Type("string", (v,))
+
+
+def _check(node: Node, symbols: Mapping[str, Symbol]) -> Type:
+    if isinstance(node, Const):
+        node.type = _literal_type(node.value)
+        return node.type
+    if isinstance(node, Name):
+        sym = symbols.get(node.name)
+        if sym is None:
+            if node.name in KEYWORDS or node.name in ("True", "False", "None"):
+                raise ExprError(
+                    "expr.disallowed", f"`{node.name}` is not part of the language", node.offset,
+                    hint="write true / false",
+                )
+            raise ExprError(
+                "expr.unknown_name",
+                f"unknown fact or param `{node.name}`",
+                node.offset,
+                hint=_suggest(node.name, symbols.keys()),
+            )
+        node.scope = sym.scope
+        node.value = sym.value
+        node.type = sym.type
+        return sym.type
+    if isinstance(node, ListLit):
+        kinds = {_literal_type(v).kind for v in node.values}
+        if len(kinds) > 1:
+            raise ExprError("expr.type", "list literal mixes types", node.offset)
+        node.type = Type("list", tuple(str(v) for v in node.values))
+        node.type = Type("listlit:" + (kinds.pop() if kinds else "string"), node.type.values)
+        return node.type
+    if isinstance(node, Arith):
+        for side in (node.left, node.right):
+            t = _check(side, symbols)
+            if t != NUMBER:
+                raise ExprError(
+                    "expr.type", f"arithmetic needs numbers, got a {t}", side.offset
+                )
+        node.type = NUMBER
+        return NUMBER
+    if isinstance(node, Neg):
+        if _check(node.operand, symbols) != NUMBER:
+            raise ExprError("expr.type", "unary minus needs a number", node.offset)
+        node.type = NUMBER
+        return NUMBER
+    if isinstance(node, Cmp):
+        lt = _check(node.left, symbols)
+        rt = _check(node.right, symbols)
+        _check_comparable(node, lt, rt)
+        node.type = BOOL
+        return BOOL
+    if isinstance(node, In):
+        it = _check(node.item, symbols)
+        ct = _check(node.container, symbols)
+        if ct.kind.startswith("listlit:"):
+            elem = ct.kind.split(":", 1)[1]
+            if it.kind == "list" or it.kind != elem:
+                raise ExprError(
+                    "expr.type", f"`in` compares a {it} with a list of {elem}s", node.offset
+                )
+            if it.kind == "string" and it.values is not None:
+                for v in ct.values or ():
+                    if v not in it.values:
+                        raise ExprError(
+                            "expr.type",
+                            f"`{v}` is not a value of `{unparse(node.item)}`",
+                            node.offset,
+                            hint=_suggest(v, it.values, "values: " + ", ".join(it.values)),
+                        )
+        elif ct.kind == "list":
+            if it.kind != "string":
+                raise ExprError("expr.type", f"`in` on a list needs a string, got a {it}", node.offset)
+            if isinstance(node.item, Const) and ct.values and node.item.value not in ct.values:
+                raise ExprError(
+                    "expr.type",
+                    f"`{node.item.value}` is not a value of `{unparse(node.container)}`",
+                    node.offset,
+                    hint=_suggest(str(node.item.value), ct.values, "values: " + ", ".join(ct.values)),
+                )
+        else:
+            raise ExprError(
+                "expr.type", f"the right side of `in` must be a list, got a {ct}", node.offset
+            )
+        node.type = BOOL
+        return BOOL
+    if isinstance(node, And | Or):
+        for item in node.items:
+            if _check(item, symbols) != BOOL:
+                word = "and" if isinstance(node, And) else "or"
+                raise ExprError("expr.type", f"`{word}` needs conditions on both sides", item.offset)
+        node.type = BOOL
+        return BOOL
+    if isinstance(node, Not):
+        if _check(node.operand, symbols) != BOOL:
+            raise ExprError("expr.type", "`not` needs a condition", node.offset)
+        node.type = BOOL
+        return BOOL
+    if isinstance(node, Call):
+        return _check_call(node, symbols)
+    raise ExprError("expr.disallowed", "unsupported expression", node.offset)
+
+
+def _check_comparable(node: Cmp, lt: Type, rt: Type) -> None:
+    if lt.kind.startswith("listlit") or rt.kind.startswith("listlit") or "list" in (lt.kind, rt.kind):
+        raise ExprError("expr.type", "lists cannot be compared; use `in` or len()", node.offset)
+    if lt.kind != rt.kind:
+        raise ExprError(
+            "expr.type",
+            f"cannot compare a {lt} with a {rt} (`{node.text or unparse(node)}`)",
+            node.offset,
+        )
+    if lt.kind in ("string", "bool") and node.op not in ("==", "!="):
+        raise ExprError("expr.type", f"`{node.op}` needs numbers; a {lt} takes == or !=", node.offset)
+    if lt.kind == "string":
+        # an enum compared with a literal it cannot take is always false: a typo
+        for a, b in ((node.left, rt), (node.right, lt)):
+            if isinstance(a, Const) and b.values is not None and len(b.values) > 1:
+                if a.value not in b.values:
+                    raise ExprError(
+                        "expr.type",
+                        f"`{a.value}` is not a possible value here",
+                        node.offset,
+                        hint=_suggest(str(a.value), b.values, "values: " + ", ".join(b.values)),
+                    )
+
+
+def _check_call(node: Call, symbols: Mapping[str, Symbol]) -> Type:
+    f, args = node.func, node.args
+    types = [_check(a, symbols) for a in args]
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise ExprError("expr.call", f"{f}(): {msg}", node.offset)
+
+    if f in ("min", "max"):
+        need(len(args) >= 2, "needs at least two numbers")
+        need(all(t == NUMBER for t in types), "takes numbers")
+        node.type = NUMBER
+    elif f == "abs":
+        need(len(args) == 1 and types[0] == NUMBER, "takes one number")
+        node.type = NUMBER
+    elif f == "len":
+        need(len(args) == 1 and types[0].kind == "list", "takes one list fact")
+        node.type = NUMBER
+    elif f == "count":
+        need(
+            len(args) == 2 and types[0].kind == "list" and types[1].kind == "listlit:string",
+            "takes a list fact and a list of values: count(support_activities, ['a', 'b'])",
+        )
+        allowed = types[0].values or ()
+        for v in args[1].values if isinstance(args[1], ListLit) else ():
+            if v not in allowed:
+                raise ExprError(
+                    "expr.type",
+                    f"`{v}` is not a value of `{unparse(args[0])}`",
+                    node.offset,
+                    hint=_suggest(v, allowed, "values: " + ", ".join(allowed)),
+                )
+        node.type = NUMBER
+    elif f == "known":
+        need(len(args) == 1 and isinstance(args[0], Name), "takes one fact name")
+        node.type = BOOL
+    elif f == "at_least":
+        need(
+            len(args) >= 2 and isinstance(args[0], Const) and isinstance(args[0].value, int),
+            "takes a whole number then conditions: at_least(2, a > 1, b, c)",
+        )
+        need(all(t == BOOL for t in types[1:]), "the items after the number must be conditions")
+        need(len(args) - 1 <= MAX_AT_LEAST_TERMS, f"takes at most {MAX_AT_LEAST_TERMS} conditions")
+        need(1 <= args[0].value <= len(args) - 1, "the number must be between 1 and the count of conditions")
+        node.type = BOOL
+    return node.type
+
+
+# --------------------------------------------------------------------------- evaluate (Kleene)
+
+
+def rnd(v: Any) -> Any:
+    """Round numbers to the comparison precision; leave everything else."""
+    if isinstance(v, float):
+        r = round(v, ROUND_DIGITS)
+        return int(r) if r.is_integer() and abs(r) < 2**53 else r
+    return v
+
+
+def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
+    """Value of `node` in `env` (missing name = unknown = None), Kleene logic."""
+    if isinstance(node, Const):
+        return node.value
+    if isinstance(node, Name):
+        return node.value if node.scope == "param" else env.get(node.name)
+    if isinstance(node, ListLit):
+        return node.values
+    if isinstance(node, Arith):
+        a = evaluate(node.left, env)
+        b = evaluate(node.right, env)
+        if node.op == "*":
+            if (a == 0 and a is not None) or (b == 0 and b is not None):
+                return 0
+        if a is None or b is None:
+            return None
+        if node.op == "+":
+            return rnd(a + b)
+        if node.op == "-":
+            return rnd(a - b)
+        if node.op == "*":
+            return rnd(a * b)
+        if b == 0:
+            return None
+        return rnd(a / b)
+    if isinstance(node, Neg):
+        v = evaluate(node.operand, env)
+        return None if v is None else -v
+    if isinstance(node, Cmp):
+        return compare(node.op, evaluate(node.left, env), evaluate(node.right, env))
+    if isinstance(node, In):
+        item = evaluate(node.item, env)
+        cont = evaluate(node.container, env)
+        if item is None or cont is None:
+            return None
+        found = item in cont
+        return (not found) if node.negated else found
+    if isinstance(node, And):
+        result: bool | None = True
+        for it in node.items:
+            v = evaluate(it, env)
+            if v is False:
+                return False
+            if v is None:
+                result = None
+        return result
+    if isinstance(node, Or):
+        result = False
+        for it in node.items:
+            v = evaluate(it, env)
+            if v is True:
+                return True
+            if v is None:
+                result = None
+        return result
+    if isinstance(node, Not):
+        v = evaluate(node.operand, env)
+        return None if v is None else not v
+    if isinstance(node, Call):
+        return _call(node, env)
+    raise TypeError(f"cannot evaluate {node!r}")
+
+
+def compare(op: str, a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    a, b = rnd(a), rnd(b)
+    return _CMP[op](a, b)
+
+
+_CMP: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+NEGATED_OP = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+FLIPPED_OP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _call(node: Call, env: Mapping[str, Any]) -> Any:
+    f = node.func
+    if f == "known":
+        return evaluate(node.args[0], env) is not None
+    if f == "at_least":
+        n = node.args[0].value  # type: ignore[attr-defined]
+        vals = [evaluate(a, env) for a in node.args[1:]]
+        trues = sum(1 for v in vals if v is True)
+        unknown = sum(1 for v in vals if v is None)
+        if trues >= n:
+            return True
+        if trues + unknown < n:
+            return False
+        return None
+    args = [evaluate(a, env) for a in node.args]
+    if f == "count":
+        if args[0] is None:
+            return None
+        wanted = set(args[1])
+        return sum(1 for v in set(args[0]) if v in wanted)
+    if any(a is None for a in args):
+        return None
+    if f == "min":
+        return min(args)
+    if f == "max":
+        return max(args)
+    if f == "abs":
+        return abs(args[0])
+    if f == "len":
+        return len(set(args[0]))
+    raise TypeError(f)
+
+
+def at_least_expansion(node: Call, negate: bool) -> list[list[tuple[Node, bool]]]:
+    """`at_least(n, c...)` as OR over AND-groups of (condition, polarity).
+
+    not at_least(n, k conditions) == at_least(k - n + 1, negated conditions) under Kleene logic.
+    """
+    n = node.args[0].value  # type: ignore[attr-defined]
+    conds = node.args[1:]
+    k = len(conds)
+    need = (k - n + 1) if negate else n
+    polarity = not negate
+    return [[(c, polarity) for c in combo] for combo in itertools.combinations(conds, need)]

@@ -1,0 +1,113 @@
+"""The facts model: a pydantic model built from a ruleset's fact declarations.
+
+API validation, the CLI and the JSON Schema of facts all come from this one model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model
+
+from .errors import FactsError
+from .model import FactDecl
+
+# magnitudes beyond this are refused: they cannot be compared exactly (and the C engine
+# clamps integers beyond 64 bits silently)
+MAX_MAGNITUDE = 1e15
+DEFAULT_MAX_STRING = 1000
+
+
+def build_model(name: str, facts: Mapping[str, FactDecl]) -> type[BaseModel]:
+    """A strict pydantic model: unknown fields forbidden, NaN/Infinity refused, null = absent."""
+    fields: dict[str, Any] = {}
+    for fname, decl in facts.items():
+        annotation, extra = _field_type(decl)
+        desc = decl.description.en if decl.description else None
+        if decl.required:
+            fields[fname] = (annotation, Field(..., description=desc, **extra))
+        else:
+            fields[fname] = (annotation | None, Field(None, description=desc, **extra))
+    config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, title=f"{name} facts")
+    return create_model(_model_name(name), __config__=config, **fields)  # type: ignore[call-overload]
+
+
+def _model_name(name: str) -> str:
+    return "".join(p.capitalize() for p in name.replace("-", "_").split("_")) + "Facts"
+
+
+def _field_type(decl: FactDecl) -> tuple[Any, dict[str, Any]]:
+    extra: dict[str, Any] = {}
+    if decl.type in ("integer", "number"):
+        lo = decl.min if decl.min is not None else -MAX_MAGNITUDE
+        hi = decl.max if decl.max is not None else MAX_MAGNITUDE
+        extra = {"ge": lo, "le": hi}
+        # int | float keeps an integer exact (the verdict echoes facts as they came)
+        return (int if decl.type == "integer" else int | float), extra
+    if decl.type == "boolean":
+        return StrictBool, extra
+    if decl.type == "enum":
+        return Literal[tuple(decl.values or ())], extra  # type: ignore[valid-type]
+    if decl.type == "list":
+        item = Literal[tuple(decl.values or ())]  # type: ignore[valid-type]
+        # distinct values are what counts; duplicates are allowed and folded
+        return list[item], {"max_length": 4 * len(decl.values or ())}  # type: ignore[valid-type]
+    extra = {"max_length": decl.max_length or DEFAULT_MAX_STRING}
+    return str, extra
+
+
+def validate(model: type[BaseModel], raw: Any) -> dict[str, Any]:
+    """Validated facts: only present (non-null) facts, lists de-duplicated in first-seen order."""
+    if not isinstance(raw, Mapping):
+        raise FactsError([{"loc": [], "msg": "account facts must be a JSON object", "type": "type"}])
+    account_id = raw.get("account_id") if isinstance(raw.get("account_id"), str) else None
+    for key, value in raw.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FactsError(
+                [{"loc": [key], "msg": "NaN and Infinity are not numbers", "type": "finite_number"}],
+                account_id,
+            )
+    try:
+        obj = model.model_validate(dict(raw))
+    except ValidationError as exc:
+        errors = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False)
+        ]
+        raise FactsError(errors, account_id) from None
+    out: dict[str, Any] = {}
+    for key, value in obj.model_dump(exclude_none=True).items():
+        if isinstance(value, list):
+            value = list(dict.fromkeys(value))
+        out[key] = value
+    return out
+
+
+def coerce_text(decl: FactDecl, text: str) -> Any:
+    """A CSV cell as the declared type ('' is absent); raises ValueError with a reason."""
+    t = text.strip()
+    if t == "":
+        return None
+    if decl.type == "integer":
+        try:
+            return int(t)
+        except ValueError:
+            raise ValueError(f"`{t}` is not a whole number") from None
+    if decl.type == "number":
+        try:
+            v = float(t.replace(",", "")) if t.replace(",", "").strip() else None
+        except ValueError:
+            raise ValueError(f"`{t}` is not a number") from None
+        return int(v) if v is not None and v.is_integer() and abs(v) < 2**53 else v
+    if decl.type == "boolean":
+        low = t.lower()
+        if low in ("true", "yes", "1", "y", "是"):
+            return True
+        if low in ("false", "no", "0", "n", "否"):
+            return False
+        raise ValueError(f"`{t}` is not true/false")
+    if decl.type == "list":
+        return [p.strip() for p in t.split(";") if p.strip()]
+    return t

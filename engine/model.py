@@ -1,0 +1,178 @@
+"""The shape of a ruleset file, as pydantic models (stage "check shape" of the compiler)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+RULESET_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+
+Unit = Literal["money", "percent", "ratio", "years", "count", "points"]
+Severity = Literal["info", "warning", "high"]
+SEVERITY_RANK = {"info": 0, "warning": 1, "high": 2}
+Kind = Literal["criterion", "segment", "stage", "guardrail"]
+CRITERION_OUTCOMES = ("met", "partly_met", "not_met", "not_evaluable")
+RULE_OUTCOMES = ("fired", "not_fired", "not_evaluable")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Text(_Strict):
+    """A text in English and Chinese."""
+
+    en: str = Field(min_length=1)
+    zh: str = Field(min_length=1)
+
+
+class FactDecl(_Strict):
+    type: Literal["string", "integer", "number", "boolean", "enum", "list"]
+    required: bool = False
+    values: list[str] | None = None
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = Field(default=None, ge=1, le=100_000)
+    unit: Unit | None = None
+    description: Text | None = None
+
+    @model_validator(mode="after")
+    def _values_fit_type(self) -> FactDecl:
+        if self.type in ("enum", "list"):
+            if not self.values:
+                raise ValueError(f"a fact of type {self.type} needs `values`")
+            if len(set(self.values)) != len(self.values):
+                raise ValueError("`values` has duplicates")
+        elif self.values is not None:
+            raise ValueError(f"`values` only applies to enum and list facts, not {self.type}")
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "number"):
+            raise ValueError("`min` / `max` only apply to integer and number facts")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("`min` is greater than `max`")
+        if self.max_length is not None and self.type != "string":
+            raise ValueError("`max_length` only applies to string facts")
+        return self
+
+
+class ParamDecl(_Strict):
+    value: bool | int | float | str | list[str]
+    unit: Unit | None = None
+    description: Text | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            raise ValueError("a param must be a finite number")
+        return v
+
+
+class DerivedDecl(_Strict):
+    expr: str
+    unit: Unit | None = None
+    description: Text | None = None
+
+
+class Escalation(_Strict):
+    severity: Severity
+    when: str
+
+
+class RuleDecl(_Strict):
+    id: str = Field(pattern=RULE_ID_PATTERN, max_length=120)
+    kind: Kind
+    description: Text | None = None
+    segment: str | None = None
+    stage: str | None = None
+    weight: float | str | None = None
+    required: bool = False
+    applies_when: str | None = None
+    when: str
+    partly_when: str | None = None
+    severity: Severity | None = None
+    escalate: list[Escalation] = []
+    message: dict[str, Text] | None = None
+    recommendation: Text | None = None
+    playbook: list[Text] = []
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _plain_message_is_the_fired_one(cls, v: Any) -> Any:
+        if isinstance(v, dict) and ("en" in v or "zh" in v):
+            return {"fired": v}
+        return v
+
+    @model_validator(mode="after")
+    def _keys_fit_kind(self) -> RuleDecl:
+        k = self.kind
+        allowed_outcomes = CRITERION_OUTCOMES + ("fired",) if k == "criterion" else RULE_OUTCOMES
+        for key in self.message or {}:
+            if key not in allowed_outcomes:
+                raise ValueError(
+                    f"message key `{key}` does not fit a {k}; use one of {', '.join(allowed_outcomes)}"
+                )
+
+        def only(field: str, kinds: tuple[str, ...]) -> None:
+            v = getattr(self, field)
+            if v not in (None, [], False) and k not in kinds:
+                raise ValueError(f"`{field}` does not apply to a {k} rule")
+
+        only("weight", ("criterion",))
+        only("required", ("criterion",))
+        only("partly_when", ("criterion",))
+        only("segment", ("segment",))
+        only("stage", ("stage",))
+        only("playbook", ("stage",))
+        only("severity", ("guardrail",))
+        only("escalate", ("guardrail",))
+        only("recommendation", ("guardrail",))
+        if k == "criterion" and self.weight is None:
+            raise ValueError("a criterion needs a `weight` (a number or a param name)")
+        if k == "segment" and not self.segment:
+            raise ValueError("a segment rule needs `segment`")
+        if k == "stage" and not self.stage:
+            raise ValueError("a stage rule needs `stage`")
+        if k == "guardrail" and not self.severity:
+            raise ValueError("a guardrail needs a `severity` (info, warning or high)")
+        return self
+
+
+class DecisionStep(_Strict):
+    when: str | None = None
+    qualification: str
+    reason: Text | None = None
+
+
+class Decision(_Strict):
+    steps: list[DecisionStep] = Field(min_length=1)
+
+
+class PortfolioDecl(_Strict):
+    facts: dict[str, FactDecl] = {}
+    params: dict[str, ParamDecl] = {}
+    rules: list[RuleDecl] = []
+
+
+class RulesetDoc(_Strict):
+    kaq: Literal[1]
+    name: str = Field(pattern=RULESET_NAME_PATTERN, max_length=64)
+    version: str = Field(min_length=1, max_length=64)
+    description: Text | None = None
+    currency: str = "CNY"
+    qualifications: dict[str, Text] = Field(min_length=1)
+    segments: dict[str, Text] = {}
+    stages: dict[str, Text] = {}
+    facts: dict[str, FactDecl] = Field(min_length=1)
+    params: dict[str, ParamDecl] = {}
+    derived: dict[str, DerivedDecl] = {}
+    rules: list[RuleDecl] = Field(min_length=1, max_length=300)
+    decision: Decision
+    portfolio: PortfolioDecl | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) else v

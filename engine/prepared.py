@@ -1,0 +1,429 @@
+"""A prepared ruleset: compiled once, evaluated many times into plain, JSON-ready verdicts."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import expr as E
+from . import facts as F
+from ._durable import EngineRuleset
+from .compile import Compiled, Program, Rule, compile_source
+from .errors import EngineError, FactsError
+from .model import SEVERITY_RANK
+from .render import render
+
+_OUTCOME_BY_ROLE = ("pos", "neg")
+
+
+@dataclass
+class _Run:
+    """What one program evaluation produced (engine-decided, explanation-checked)."""
+
+    env: dict[str, Any]
+    outcomes: dict[str, str]  # rule id -> fired / not_fired / not_evaluable
+    partly: dict[str, bool]
+    severity: dict[str, str]
+    step: int | None
+    values: dict[str, dict[str, Any]]  # rule id -> Kleene values for the trace
+
+
+class PreparedRuleset:
+    """A validated, compiled ruleset bound to its own durable_rules ruleset."""
+
+    def __init__(self, compiled: Compiled, path: Path | None = None):
+        self._c = compiled
+        doc = compiled.doc
+        self.name: str = doc.name
+        self.version: str = doc.version
+        self.digest: str = compiled.digest
+        self.path = path
+        self.source: str = compiled.source.text
+        self.loaded_at = _dt.datetime.now(_dt.UTC)
+        self.currency = doc.currency
+        self.facts_model = F.build_model(doc.name, doc.facts)
+        self.rules = compiled.program.rules
+        self._prog = compiled.program
+        self._engine = _engine_for(self.name, self._prog)
+        self._port = compiled.portfolio
+        self._port_engine = _engine_for(self.name + "-portfolio", self._port) if self._port else None
+        self._port_model = (
+            F.build_model(doc.name + "_portfolio", self._port.facts) if self._port else None
+        )
+        self.portfolio_params: dict[str, Any] = dict(self._port.params) if self._port else {}
+        self._ruleset_ref = {"name": self.name, "version": self.version, "digest": self.digest}
+
+    # -- public surface
+    def validate_facts(self, raw: Any) -> dict[str, Any]:
+        """Validated facts (nulls dropped, lists de-duplicated); raises FactsError."""
+        return F.validate(self.facts_model, raw)
+
+    def evaluate(self, raw: Any) -> dict[str, Any]:
+        """Validate and evaluate one account; the verdict as plain data."""
+        return self.evaluate_valid(self.validate_facts(raw))
+
+    def evaluate_many(self, raws: Iterable[Any]) -> Iterator[dict[str, Any] | FactsError]:
+        """Per item: a verdict, or the FactsError of an invalid item (the others go on)."""
+        for raw in raws:
+            try:
+                yield self.evaluate(raw)
+            except FactsError as exc:
+                yield exc
+
+    def evaluate_valid(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """Evaluate facts already returned by validate_facts."""
+        prog = self._prog
+        run = _run(prog, self._engine, facts)
+        return self._verdict(facts, run)
+
+    def facts_schema(self) -> dict[str, Any]:
+        """JSON Schema of the facts."""
+        return self.facts_model.model_json_schema()
+
+    def describe(self) -> dict[str, Any]:
+        """The ruleset as JSON."""
+        doc = self._c.doc
+        data = doc.model_dump(mode="json", exclude_none=True)
+        data["digest"] = self.digest
+        data["loaded_at"] = self.loaded_at.isoformat()
+        data["rule_count"] = len(self.rules)
+        data["facts_schema"] = self.facts_schema()
+        return data
+
+    def evaluate_portfolio_metrics(self, metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Findings of the portfolio rules over computed portfolio metrics."""
+        if self._port is None or self._port_engine is None or self._port_model is None:
+            return []
+        facts = F.validate(self._port_model, dict(metrics))
+        run = _run(self._port, self._port_engine, facts)
+        env = run.env
+        findings = []
+        for r in self._port.rules:
+            if run.outcomes[r.id] != "fired":
+                continue
+            sev = run.severity.get(r.id) or r.decl.severity or "info"
+            findings.append(
+                {
+                    "rule": r.id,
+                    "severity": sev,
+                    "message": self._message(r, "fired", env, self._port),
+                    "recommendation": self._text(r.recommendation, env, self._port),
+                    "facts": {n: env.get(n) for n in r.reads},
+                }
+            )
+        findings.sort(key=lambda f: -SEVERITY_RANK[f["severity"]])
+        return findings
+
+    def evaluate_portfolio(self, accounts: list[Mapping[str, Any]], portfolio: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Policy §7: every account's verdict plus portfolio findings and counts."""
+        from .portfolio import evaluate_portfolio
+
+        return evaluate_portfolio(self, accounts, portfolio)
+
+    def close(self) -> None:
+        """Free the engine rulesets (after the last evaluation that uses them)."""
+        self._engine.close()
+        if self._port_engine is not None:
+            self._port_engine.close()
+
+    # -- verdict assembly
+    def _verdict(self, facts: Mapping[str, Any], run: _Run) -> dict[str, Any]:
+        prog = self._prog
+        env = run.env
+        criteria = []
+        guardrails = []
+        trace = []
+        missing: set[str] = set()
+        recommendations: list[dict[str, Any]] = []
+        for r in prog.rules:
+            outcome = run.outcomes[r.id]
+            read = {n: _exact(facts, env, n) for n in r.reads}
+            entry: dict[str, Any] = {"rule": r.id, "kind": r.kind, "outcome": outcome}
+            if outcome == "not_evaluable":
+                missing.update(n for n in r.input_deps if n not in facts)
+            if r.kind == "criterion":
+                c_out = _criterion_outcome(outcome, run.partly.get(r.id, False))
+                points = _points(r, c_out)
+                entry["points"] = points
+                criteria.append(
+                    {
+                        "rule": r.id,
+                        "outcome": c_out,
+                        "points": points,
+                        "max_points": _num(r.weight),
+                        "required": r.decl.required,
+                        "message": self._message(r, c_out, env, prog),
+                        "facts": read,
+                    }
+                )
+            elif r.kind == "guardrail" and outcome == "fired":
+                sev = run.severity.get(r.id) or r.decl.severity or "warning"
+                entry["severity"] = sev
+                guardrails.append(
+                    {
+                        "rule": r.id,
+                        "severity": sev,
+                        "message": self._message(r, "fired", env, prog),
+                        "recommendation": self._text(r.recommendation, env, prog),
+                        "facts": read,
+                    }
+                )
+            elif r.kind == "stage" and outcome == "fired" and env.get("stage") == r.decl.stage:
+                recommendations = [
+                    {"rule": r.id, "message": self._text(item, env, prog)} for item in r.playbook
+                ]
+            entry["facts"] = read
+            entry["comparisons"] = [_comparison(c, env) for c in r.comparisons]
+            trace.append(entry)
+        guardrails.sort(key=lambda g: -SEVERITY_RANK[g["severity"]])  # stable: ruleset order kept
+        step = prog.steps[run.step] if run.step is not None else None
+        summary = self._text(step.reason, env, prog) if step and step.reason else None
+        return {
+            "account_id": facts.get("account_id"),
+            "ruleset": dict(self._ruleset_ref),
+            "qualification": env.get("qualification"),
+            "score": _num(env.get("score", 0)),
+            "segments": list(env.get("segments", [])),
+            "stage": env.get("stage"),
+            "summary": summary,
+            "decision": {"step": (step.index + 1) if step else None, "qualification": env.get("qualification")},
+            "criteria": criteria,
+            "guardrails": guardrails,
+            "recommendations": recommendations,
+            "missing_facts": sorted(missing),
+            "derived": {d.name: env.get(d.name) for d in prog.derived},
+            "trace": trace,
+        }
+
+    def _message(self, r: Rule, outcome: str, env: Mapping[str, Any], prog: Program) -> dict[str, str]:
+        text = r.messages.get(outcome)
+        if text is None:
+            return _default_message(r, outcome, env)
+        return self._text(text, env, prog) or {}
+
+    def _text(self, text: Mapping[str, str] | None, env: Mapping[str, Any], prog: Program) -> dict[str, str] | None:
+        if text is None:
+            return None
+        values = {**prog.params, **env}
+        return {
+            lang: render(text[lang], values, prog.units, lang, self.currency, self._c.labels)
+            for lang in ("en", "zh")
+        }
+
+
+def load_ruleset(path: Path | str) -> PreparedRuleset:
+    """Load, validate and compile one ruleset file."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    return prepare(str(p), text, p)
+
+
+def prepare(file: str, text: str, path: Path | None = None) -> PreparedRuleset:
+    """Compile ruleset source text (named `file` in diagnostics)."""
+    return PreparedRuleset(compile_source(file, text), path)
+
+
+# --------------------------------------------------------------------------- evaluation core
+
+
+def _engine_for(label: str, prog: Program) -> EngineRuleset:
+    rules = {name: (er.level, er.cond) for name, er in prog.engine_rules.items()}
+    safe = "".join(ch if ch.isalnum() else "_" for ch in label)[:40]
+    return EngineRuleset(safe, rules, prog.atom_count)
+
+
+def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run:
+    env: dict[str, Any] = dict(facts)
+    for d in prog.derived:
+        v = E.evaluate(d.node, env)
+        if v is not None:
+            env[d.name] = E.rnd(v)
+    outcomes: dict[str, str] = {}
+    partly: dict[str, bool] = {}
+    severity: dict[str, str] = {}
+    values: dict[str, dict[str, Any]] = {}
+    fired_all: set[str] = set()
+    step_index: int | None = None
+    by_level: dict[int, list[Rule]] = {}
+    for r in prog.rules:
+        by_level.setdefault(r.level, []).append(r)
+    _set_outcome_vars(prog, env, outcomes, partly, 0)
+    with engine.session() as session:
+        for level in prog.levels:
+            fields = {}
+            for slot in prog.level_fields.get(level, []):
+                v = _slot_value(slot, env)
+                if v is not None:
+                    fields[slot.field] = v
+            fired = set(session.assert_stage(level, fields))
+            fired_all |= fired
+            for r in by_level.get(level, []):
+                _decide(r, fired, env, outcomes, partly, severity, values)
+            steps_here = [s for s in prog.steps if s.level == level]
+            if steps_here and step_index is None:
+                for s in prog.steps:
+                    if s.level > level:
+                        break
+                    if s.node is None or (s.engine in fired_all):
+                        step_index = s.index
+                        break
+                _check_steps(prog, env, step_index, level)
+                if step_index is not None:
+                    env["qualification"] = prog.steps[step_index].qualification
+            _set_outcome_vars(prog, env, outcomes, partly, level)
+    if prog.steps and step_index is None:
+        step_index = len(prog.steps) - 1
+        env["qualification"] = prog.steps[step_index].qualification
+    return _Run(env, outcomes, partly, severity, step_index, values)
+
+
+def _slot_value(slot: Any, env: Mapping[str, Any]) -> Any:
+    if slot.name is not None:
+        v = env.get(slot.name)
+    elif slot.diff is not None:
+        a = E.evaluate(slot.diff[0], env)
+        b = E.evaluate(slot.diff[1], env)
+        v = None if a is None or b is None else E.rnd(E.rnd(a) - E.rnd(b))
+    else:
+        v = E.evaluate(slot.node, env)
+    if isinstance(v, float):
+        v = E.rnd(v)
+    if isinstance(v, list):
+        return None
+    return v
+
+
+def _decide(r: Rule, fired: set[str], env: Mapping[str, Any], outcomes: dict[str, str],
+            partly: dict[str, bool], severity: dict[str, str], values: dict[str, dict[str, Any]]) -> None:
+    """The rule's outcome as the engine decided it, checked against the Kleene explanation."""
+    pos = r.engine["pos"] in fired
+    neg = r.engine["neg"] in fired
+    kleene = E.evaluate(r.cond, env)
+    if pos != (kleene is True) or neg != (kleene is False):
+        raise EngineError(
+            f"{r.id}: the engine fired pos={pos} neg={neg}, the explanation says {kleene}"
+        )
+    outcome = "fired" if pos else "not_fired" if neg else "not_evaluable"
+    if r.partly is not None:
+        ppos = r.engine["ppos"] in fired
+        pneg = r.engine["pneg"] in fired
+        kp = E.evaluate(r.partly, env)
+        if ppos != (kp is True) or pneg != (kp is False):
+            raise EngineError(f"{r.id}: engine and explanation disagree on partly_when")
+        if not pos:
+            partly[r.id] = ppos
+            outcome = "fired" if ppos else "not_fired" if (neg and pneg) else "not_evaluable"
+    outcomes[r.id] = outcome
+    if outcome == "fired" and r.escalations:
+        best = None
+        for j, (sev, node) in enumerate(r.escalations):
+            hit = r.engine[f"esc{j}"] in fired
+            if hit != (E.evaluate(node, env) is True):
+                raise EngineError(f"{r.id}: engine and explanation disagree on escalation {j + 1}")
+            if hit and (best is None or SEVERITY_RANK[sev] > SEVERITY_RANK[best]):
+                best = sev
+        if best is not None:
+            severity[r.id] = best
+
+
+def _check_steps(prog: Program, env: Mapping[str, Any], step_index: int | None, level: int) -> None:
+    for s in prog.steps:
+        if s.level > level:
+            return
+        k = True if s.node is None else E.evaluate(s.node, env)
+        if k is True:
+            if step_index != s.index:
+                raise EngineError(f"decision: engine chose step {step_index}, explanation step {s.index}")
+            return
+
+
+def _set_outcome_vars(prog: Program, env: dict[str, Any], outcomes: Mapping[str, str],
+                      partly: Mapping[str, bool], level: int) -> None:
+    """Outcome variables become known after the level of their last producer."""
+    vl = prog.var_level
+    if vl.get("score") == level:
+        score = 0.0
+        not_met = not_eval = 0
+        for r in prog.rules:
+            if r.kind != "criterion":
+                continue
+            c = _criterion_outcome(outcomes.get(r.id, "not_evaluable"), partly.get(r.id, False))
+            score += _points(r, c)
+            if r.decl.required:
+                not_met += c == "not_met"
+                not_eval += c == "not_evaluable"
+        env["score"] = _num(E.rnd(score))
+        env["required_not_met"] = not_met
+        env["required_not_evaluable"] = not_eval
+    if vl.get("segments") == level:
+        segs = [r.decl.segment for r in prog.rules if r.kind == "segment" and outcomes.get(r.id) == "fired"]
+        env["segments"] = list(dict.fromkeys(segs))
+    if vl.get("stage") == level:
+        for r in prog.rules:
+            if r.kind == "stage" and outcomes.get(r.id) == "fired":
+                env["stage"] = r.decl.stage
+                break
+
+
+def _criterion_outcome(outcome: str, partly: bool) -> str:
+    if outcome == "fired":
+        return "partly_met" if partly else "met"
+    return "not_met" if outcome == "not_fired" else "not_evaluable"
+
+
+def _points(r: Rule, c_out: str) -> float | int:
+    if c_out == "met":
+        return _num(r.weight)
+    if c_out == "partly_met":
+        return _num(E.rnd(r.weight / 2))
+    return 0
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _exact(facts: Mapping[str, Any], env: Mapping[str, Any], name: str) -> Any:
+    return facts[name] if name in facts else env.get(name)
+
+
+def _comparison(node: E.Node, env: Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(node, E.Cmp):
+        left, right = node.left, node.right
+        op = node.op
+    else:
+        assert isinstance(node, E.In)
+        left, right = node.item, node.container
+        op = "not in" if node.negated else "in"
+    param = None
+    for side in (right, left):
+        if isinstance(side, E.Name) and side.scope == "param":
+            param = side.name
+            break
+    return {
+        "expr": E.unparse(node),
+        "left": E.evaluate(left, env),
+        "op": op,
+        "right": E.evaluate(right, env),
+        "result": E.evaluate(node, env),
+        "param": param,
+    }
+
+
+def _default_message(r: Rule, outcome: str, env: Mapping[str, Any]) -> dict[str, str]:
+    words = {
+        "met": ("met", "满足"),
+        "partly_met": ("partly met", "部分满足"),
+        "not_met": ("not met", "不满足"),
+        "not_evaluable": ("not evaluable: facts missing", "信息不足，无法判断"),
+        "fired": ("applies", "成立"),
+    }
+    en, zh = words.get(outcome, (outcome, outcome))
+    label_en = r.decl.description.en if r.decl.description else r.id
+    label_zh = r.decl.description.zh if r.decl.description else r.id
+    return {"en": f"{label_en}: {en}.", "zh": f"{label_zh}：{zh}。"}

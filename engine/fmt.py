@@ -1,0 +1,219 @@
+"""`kaq fmt`: the canonical layout of ruleset and test-case YAML.
+
+The file is read and written with ruamel.yaml's round-trip mode, so comments,
+quoting and flow style survive. Only two things change: keys are put in a
+stable order (the order of docs/ruleset-format.md; unknown keys keep their
+place after the known ones) and indentation becomes 2 spaces, with list dashes
+indented under their parent key. List items are never reordered: the order of
+rules and decision steps means something. Formatting twice changes nothing.
+
+Example::
+
+    from engine.fmt import format_text
+    canonical = format_text(Path("rulesets/key-account.yaml").read_text())
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+__all__ = ["FmtError", "FmtResult", "find_yaml_files", "format_file", "format_text"]
+
+# Key orders, from docs/ruleset-format.md.
+_RULESET = (
+    "kaq", "name", "version", "description", "currency", "qualifications", "segments", "stages",
+    "facts", "params", "derived", "rules", "decision", "portfolio",
+)  # fmt: skip
+_FACT = ("type", "required", "values", "min", "max", "max_length", "unit", "description")
+_PARAM = ("value", "unit", "description")
+_DERIVED = ("expr", "unit", "description")
+_RULE = (
+    "id", "kind", "description", "segment", "stage", "weight", "required", "applies_when",
+    "when", "partly_when", "severity", "escalate", "message", "recommendation", "playbook",
+)  # fmt: skip
+_ESCALATION = ("severity", "when")
+_MESSAGE = ("met", "partly_met", "not_met", "not_evaluable", "fired", "not_fired", "en", "zh")
+_TEXT = ("en", "zh")
+_DECISION = ("steps",)
+_STEP = ("when", "qualification", "reason")
+_PORTFOLIO = ("facts", "params", "rules")
+_TESTS = ("ruleset", "bases", "cases")
+_CASE = ("note", "base", "facts", "unset", "want")
+_WANT = (
+    "qualification", "score", "segments", "stage", "guardrails", "missing_facts", "fired",
+    "not_fired", "not_evaluable", "criteria",
+)  # fmt: skip
+
+
+class FmtError(Exception):
+    """A file could not be formatted (it is not YAML); `str()` is `file:line:col: message`."""
+
+
+@dataclass(frozen=True)
+class FmtResult:
+    """What formatting one file did."""
+
+    path: Path
+    changed: bool
+    kind: str | None  # "ruleset", "tests", or None for YAML left alone
+
+
+def _reorder(node: Any, order: Sequence[str]) -> None:
+    """Put the known keys of a mapping first, in `order`; comments stay with their keys."""
+    if not isinstance(node, CommentedMap):
+        return
+    known = [k for k in order if k in node]
+    rest = [k for k in node if k not in order]
+    wanted = known + rest
+    if list(node) == wanted:
+        return
+    for key in wanted:
+        node.move_to_end(key)
+
+
+def _each_value(node: Any) -> Iterable[Any]:
+    return node.values() if isinstance(node, CommentedMap) else ()
+
+
+def _each_item(node: Any) -> Iterable[Any]:
+    return node if isinstance(node, CommentedSeq) else ()
+
+
+def _text(node: Any) -> None:
+    _reorder(node, _TEXT)
+
+
+def _rules(rules: Any) -> None:
+    for rule in _each_item(rules):
+        _reorder(rule, _RULE)
+        if not isinstance(rule, CommentedMap):
+            continue
+        _text(rule.get("description"))
+        _text(rule.get("recommendation"))
+        message = rule.get("message")
+        _reorder(message, _MESSAGE)
+        for text in _each_value(message):
+            _text(text)
+        for step in _each_item(rule.get("escalate")):
+            _reorder(step, _ESCALATION)
+        for text in _each_item(rule.get("playbook")):
+            _text(text)
+
+
+def _decls(decls: Any, order: Sequence[str]) -> None:
+    for decl in _each_value(decls):
+        _reorder(decl, order)
+        if isinstance(decl, CommentedMap):
+            _text(decl.get("description"))
+
+
+def _canonical_ruleset(doc: CommentedMap) -> None:
+    _reorder(doc, _RULESET)
+    _text(doc.get("description"))
+    for section in ("qualifications", "segments", "stages"):
+        for text in _each_value(doc.get(section)):
+            _text(text)
+    _decls(doc.get("facts"), _FACT)
+    _decls(doc.get("params"), _PARAM)
+    _decls(doc.get("derived"), _DERIVED)
+    _rules(doc.get("rules"))
+    decision = doc.get("decision")
+    _reorder(decision, _DECISION)
+    if isinstance(decision, CommentedMap):
+        for step in _each_item(decision.get("steps")):
+            _reorder(step, _STEP)
+            if isinstance(step, CommentedMap):
+                _text(step.get("reason"))
+    portfolio = doc.get("portfolio")
+    _reorder(portfolio, _PORTFOLIO)
+    if isinstance(portfolio, CommentedMap):
+        _decls(portfolio.get("facts"), _FACT)
+        _decls(portfolio.get("params"), _PARAM)
+        _rules(portfolio.get("rules"))
+
+
+def _canonical_tests(doc: CommentedMap) -> None:
+    _reorder(doc, _TESTS)
+    for case in _each_item(doc.get("cases")):
+        _reorder(case, _CASE)
+        if isinstance(case, CommentedMap):
+            _reorder(case.get("want"), _WANT)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096  # never re-wrap a long message
+    yaml.allow_unicode = True
+    return yaml
+
+
+def detect_kind(doc: Any, filename: str = "") -> str | None:
+    """`ruleset`, `tests`, or None when the document is neither."""
+    if not isinstance(doc, CommentedMap):
+        return None
+    if "kaq" in doc:
+        return "ruleset"
+    if "cases" in doc or filename.endswith((".tests.yaml", ".tests.yml")):
+        return "tests"
+    return None
+
+
+def _format(text: str, filename: str) -> tuple[str, str | None]:
+    yaml = _yaml()
+    try:
+        doc = yaml.load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+        raise FmtError(f"{where}: yaml.syntax: {e.problem or e.context}") from e
+    except YAMLError as e:
+        raise FmtError(f"{filename}:1:1: yaml.syntax: {e}") from e
+    kind = detect_kind(doc, filename)
+    if kind is None:
+        return text, None
+    if kind == "ruleset":
+        _canonical_ruleset(doc)
+    else:
+        _canonical_tests(doc)
+    out = io.StringIO()
+    if text.lstrip().startswith("---"):
+        yaml.explicit_start = True
+    yaml.dump(doc, out)
+    return out.getvalue(), kind
+
+
+def format_text(text: str, filename: str = "<text>") -> str:
+    """The canonical form of a ruleset or test-case YAML text (other YAML is returned as is)."""
+    return _format(text, filename)[0]
+
+
+def format_file(path: Path, *, check: bool = False) -> FmtResult:
+    """Format one file in place (or, with `check`, only report whether it would change)."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-8").replace("\r\n", "\n")
+    new, kind = _format(text, str(path))
+    changed = new.encode("utf-8") != raw
+    if changed and not check:
+        path.write_text(new, encoding="utf-8", newline="\n")
+    return FmtResult(path=path, changed=changed, kind=kind)
+
+
+def find_yaml_files(paths: Iterable[Path]) -> list[Path]:
+    """The YAML files named, and those under the directories named, sorted and unique."""
+    found: set[Path] = set()
+    for p in paths:
+        if p.is_dir():
+            found.update(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file())
+        else:
+            found.add(p)
+    return sorted(found)

@@ -1,9 +1,9 @@
 """kaq's engine: load, validate and compile rulesets; evaluate account facts into verdicts.
 
-    >>> from engine import load_ruleset
-    >>> rs = load_ruleset("rulesets/key-account.yaml")      # doctest: +SKIP
-    >>> rs.evaluate({"account_id": "BOC-HQ", "product_fit": "strong"})["qualification"]  # doctest: +SKIP
-    'insufficient_data'
+>>> from engine import load_ruleset
+>>> rs = load_ruleset("rulesets/key-account.yaml")      # doctest: +SKIP
+>>> rs.evaluate({"account_id": "BOC-HQ"})["qualification"]  # doctest: +SKIP
+'insufficient_data'
 """
 
 from .errors import (

@@ -104,7 +104,9 @@ class EngineRuleset:
 
     def __init__(self, label: str, rules: Mapping[str, tuple[int, Any]], atom_count: int):
         if atom_count > MAX_ATOMS:
-            raise EngineError(f"ruleset has {atom_count} conditions; the engine limit is {MAX_ATOMS}")
+            raise EngineError(
+                f"ruleset has {atom_count} conditions; the engine limit is {MAX_ATOMS}"
+            )
         definition: dict[str, Any] = {CATCH_ALL: {"all": [{"m": {STAGE_FIELD: 0}}]}}
         for name, (stage, cond) in rules.items():
             parts = [{STAGE_FIELD: stage}, cond]

@@ -161,7 +161,12 @@ def compile_source(file: str, text: str) -> Compiled:
     if doc.portfolio is not None:
         params = {**doc.params, **doc.portfolio.params}
         portfolio = c.program(
-            doc.portfolio.facts, params, {}, doc.portfolio.rules, [], ("portfolio", "rules"),
+            doc.portfolio.facts,
+            params,
+            {},
+            doc.portfolio.rules,
+            [],
+            ("portfolio", "rules"),
             ("portfolio",),
         )
     if c.diags:
@@ -190,13 +195,24 @@ def _check_shape(src: Source) -> RulesetDoc:
                 allowed = _allowed_keys(loc)
                 hint = E.suggest(str(loc[-1]), allowed, None) if allowed else None
                 diags.append(
-                    Diagnostic(src.file, line, col, "ruleset.unknown_key",
-                               f"unknown key `{loc[-1]}` in {_where(parent)}", hint)
+                    Diagnostic(
+                        src.file,
+                        line,
+                        col,
+                        "ruleset.unknown_key",
+                        f"unknown key `{loc[-1]}` in {_where(parent)}",
+                        hint,
+                    )
                 )
                 continue
             if err["type"] == "missing":
-                diags.append(src.diag(loc[:-1], "ruleset.missing_key",
-                                      f"`{loc[-1]}` is required in {_where(loc[:-1])}"))
+                diags.append(
+                    src.diag(
+                        loc[:-1],
+                        "ruleset.missing_key",
+                        f"`{loc[-1]}` is required in {_where(loc[:-1])}",
+                    )
+                )
                 continue
             if err["type"] == "literal_error" and loc == ("kaq",):
                 msg = "`kaq:` must be 1 (the format version)"
@@ -249,8 +265,13 @@ class _Compiler:
         line, col = self.src.expr_position(path, exc.offset)
         self.diags.append(Diagnostic(self.src.file, line, col, exc.code, exc.message, exc.hint))
 
-    def parse(self, path: tuple[Any, ...], text: str, symbols: Mapping[str, E.Symbol],
-              want_bool: bool = True) -> E.Node | None:
+    def parse(
+        self,
+        path: tuple[Any, ...],
+        text: str,
+        symbols: Mapping[str, E.Symbol],
+        want_bool: bool = True,
+    ) -> E.Node | None:
         try:
             node = E.parse(text)
             E.check(node, symbols, want_bool=want_bool)
@@ -260,9 +281,16 @@ class _Compiler:
             return None
 
     # -- one program
-    def program(self, facts: Mapping[str, FactDecl], params: Mapping[str, ParamDecl],
-                derived: Mapping[str, Any], rules: list[RuleDecl], steps: list[Any],
-                rules_path: tuple[Any, ...], base: tuple[Any, ...]) -> Program:
+    def program(
+        self,
+        facts: Mapping[str, FactDecl],
+        params: Mapping[str, ParamDecl],
+        derived: Mapping[str, Any],
+        rules: list[RuleDecl],
+        steps: list[Any],
+        rules_path: tuple[Any, ...],
+        base: tuple[Any, ...],
+    ) -> Program:
         doc = self.doc
         symbols: dict[str, E.Symbol] = {}
         units: dict[str, str | None] = {}
@@ -272,16 +300,26 @@ class _Compiler:
             import re
 
             if not re.match(NAME_PATTERN, name):
-                self.err(path, "ruleset.bad_name",
-                         f"{what} name `{name}` must be lower_snake_case (a-z, 0-9, _)")
+                self.err(
+                    path,
+                    "ruleset.bad_name",
+                    f"{what} name `{name}` must be lower_snake_case (a-z, 0-9, _)",
+                )
                 return False
             if name in RESERVED:
-                self.err(path, "ruleset.reserved_name", f"`{name}` is a reserved word",
-                         "choose another name")
+                self.err(
+                    path,
+                    "ruleset.reserved_name",
+                    f"`{name}` is a reserved word",
+                    "choose another name",
+                )
                 return False
             if name in seen_names:
-                self.err(path, "ruleset.duplicate_name",
-                         f"`{name}` is already declared as a {seen_names[name]}")
+                self.err(
+                    path,
+                    "ruleset.duplicate_name",
+                    f"`{name}` is already declared as a {seen_names[name]}",
+                )
                 return False
             seen_names[name] = what
             return True
@@ -291,8 +329,11 @@ class _Compiler:
                 symbols[name] = E.Symbol("fact", _fact_type(decl))
                 units[name] = decl.unit
         for name, p in params.items():
-            ppath = (("portfolio", "params", name) if base and name in (doc.portfolio.params if doc.portfolio else {})
-                     else ("params", name))
+            ppath = (
+                ("portfolio", "params", name)
+                if base and name in (doc.portfolio.params if doc.portfolio else {})
+                else ("params", name)
+            )
             if declare(name, ppath, "param"):
                 symbols[name] = E.Symbol("param", _param_type(p.value), p.value)
                 units[name] = p.unit
@@ -325,8 +366,11 @@ class _Compiler:
         for name in order:
             node = derived_nodes[name]
             try:
-                t = E.check(node, {k: v for k, v in symbols.items() if v.scope != "outcome"},
-                            want_bool=False)
+                t = E.check(
+                    node,
+                    {k: v for k, v in symbols.items() if v.scope != "outcome"},
+                    want_bool=False,
+                )
             except E.ExprError as exc:
                 self.expr_err(("derived", name, "expr"), exc)
                 continue
@@ -346,8 +390,11 @@ class _Compiler:
         for i, decl in enumerate(rules):
             path = rules_path + (i,)
             if decl.id in ids:
-                self.err(path + ("id",), "ruleset.duplicate_rule_id",
-                         f"rule id `{decl.id}` is already used by rule #{ids[decl.id] + 1}")
+                self.err(
+                    path + ("id",),
+                    "ruleset.duplicate_rule_id",
+                    f"rule id `{decl.id}` is already used by rule #{ids[decl.id] + 1}",
+                )
                 continue
             ids[decl.id] = i
             r = self._rule(decl, i, path, symbols, units, input_deps_of, params)
@@ -359,30 +406,43 @@ class _Compiler:
         for i, s in enumerate(steps):
             path = ("decision", "steps", i)
             if s.qualification not in doc.qualifications:
-                self.err(path + ("qualification",), "ruleset.unknown_qualification",
-                         f"unknown qualification `{s.qualification}`",
-                         E.suggest(s.qualification, doc.qualifications,
-                                   "declare it under `qualifications:`"))
+                self.err(
+                    path + ("qualification",),
+                    "ruleset.unknown_qualification",
+                    f"unknown qualification `{s.qualification}`",
+                    E.suggest(
+                        s.qualification, doc.qualifications, "declare it under `qualifications:`"
+                    ),
+                )
             node = None
             if s.when is not None:
                 node = self.parse(path + ("when",), s.when, symbols)
                 if node is None:
                     continue
             elif i != len(steps) - 1:
-                self.err(path, "ruleset.decision_unreachable",
-                         "a step without `when` matches everything, so the steps after it never run",
-                         "move it to the end")
+                self.err(
+                    path,
+                    "ruleset.decision_unreachable",
+                    "a step without `when` matches everything, so the steps after it never run",
+                    "move it to the end",
+                )
             reason = s.reason.model_dump() if s.reason else None
             if s.reason:
                 self._check_template(path + ("reason",), s.reason, symbols)
             step_list.append(Step(i, node, s.qualification, reason))
         if steps and steps[-1].when is not None:
-            self.err(("decision", "steps", len(steps) - 1), "ruleset.decision_incomplete",
-                     "the last decision step needs no `when`, so that every account gets a qualification",
-                     "add a final step with only `qualification:`")
+            self.err(
+                ("decision", "steps", len(steps) - 1),
+                "ruleset.decision_incomplete",
+                "the last decision step needs no `when`, so that every account gets a "
+                "qualification",
+                "add a final step with only `qualification:`",
+            )
 
         if self.diags:
-            return Program(dict(facts), {}, units, derived_list, compiled, step_list, [], {}, {}, {}, {}, 0)
+            return Program(
+                dict(facts), {}, units, derived_list, compiled, step_list, [], {}, {}, {}, {}, 0
+            )
         var_level = self._levels(compiled, step_list, rules_path)
         prog = Program(
             facts=dict(facts),
@@ -402,7 +462,9 @@ class _Compiler:
             self._lower(prog, symbols)
         return prog
 
-    def _derived_order(self, nodes: Mapping[str, E.Node], symbols: Mapping[str, E.Symbol]) -> list[str]:
+    def _derived_order(
+        self, nodes: Mapping[str, E.Node], symbols: Mapping[str, E.Symbol]
+    ) -> list[str]:
         order: list[str] = []
         state: dict[str, int] = {}
 
@@ -410,9 +472,12 @@ class _Compiler:
             if state.get(name) == 2:
                 return
             if state.get(name) == 1:
-                cycle = stack[stack.index(name):] + [name]
-                self.err(("derived", name, "expr"), "ruleset.derived_cycle",
-                         "derived facts depend on each other in a cycle: " + " → ".join(cycle))
+                cycle = stack[stack.index(name) :] + [name]
+                self.err(
+                    ("derived", name, "expr"),
+                    "ruleset.derived_cycle",
+                    "derived facts depend on each other in a cycle: " + " → ".join(cycle),
+                )
                 return
             state[name] = 1
             for n in E.names(nodes[name]):
@@ -425,27 +490,46 @@ class _Compiler:
             visit(name, [])
         return [n for n in dict.fromkeys(order) if n in nodes]
 
-    def _rule(self, decl: RuleDecl, index: int, path: tuple[Any, ...],
-              symbols: Mapping[str, E.Symbol], units: Mapping[str, str | None],
-              input_deps_of: Mapping[str, list[str]], params: Mapping[str, ParamDecl]) -> Rule | None:
+    def _rule(
+        self,
+        decl: RuleDecl,
+        index: int,
+        path: tuple[Any, ...],
+        symbols: Mapping[str, E.Symbol],
+        units: Mapping[str, str | None],
+        input_deps_of: Mapping[str, list[str]],
+        params: Mapping[str, ParamDecl],
+    ) -> Rule | None:
         doc = self.doc
         ok = True
         r = Rule(decl.id, decl.kind, index, decl)
         if decl.kind == "segment" and decl.segment not in doc.segments:
-            self.err(path + ("segment",), "ruleset.unknown_segment", f"unknown segment `{decl.segment}`",
-                     E.suggest(decl.segment or "", doc.segments, "declare it under `segments:`"))
+            self.err(
+                path + ("segment",),
+                "ruleset.unknown_segment",
+                f"unknown segment `{decl.segment}`",
+                E.suggest(decl.segment or "", doc.segments, "declare it under `segments:`"),
+            )
             ok = False
         if decl.kind == "stage" and decl.stage not in doc.stages:
-            self.err(path + ("stage",), "ruleset.unknown_stage", f"unknown stage `{decl.stage}`",
-                     E.suggest(decl.stage or "", doc.stages, "declare it under `stages:`"))
+            self.err(
+                path + ("stage",),
+                "ruleset.unknown_stage",
+                f"unknown stage `{decl.stage}`",
+                E.suggest(decl.stage or "", doc.stages, "declare it under `stages:`"),
+            )
             ok = False
         if decl.kind == "criterion":
             w = decl.weight
             if isinstance(w, str):
                 p = params.get(w)
                 if p is None:
-                    self.err(path + ("weight",), "ruleset.unknown_param", f"unknown param `{w}`",
-                             E.suggest(w, params))
+                    self.err(
+                        path + ("weight",),
+                        "ruleset.unknown_param",
+                        f"unknown param `{w}`",
+                        E.suggest(w, params),
+                    )
                     ok = False
                 elif isinstance(p.value, bool) or not isinstance(p.value, int | float):
                     self.err(path + ("weight",), "ruleset.type", f"param `{w}` is not a number")
@@ -460,8 +544,16 @@ class _Compiler:
                 ok = False
 
         when = self.parse(path + ("when",), decl.when, symbols)
-        applies = self.parse(path + ("applies_when",), decl.applies_when, symbols) if decl.applies_when else None
-        partly = self.parse(path + ("partly_when",), decl.partly_when, symbols) if decl.partly_when else None
+        applies = (
+            self.parse(path + ("applies_when",), decl.applies_when, symbols)
+            if decl.applies_when
+            else None
+        )
+        partly = (
+            self.parse(path + ("partly_when",), decl.partly_when, symbols)
+            if decl.partly_when
+            else None
+        )
         escal: list[tuple[str, E.Node]] = []
         for j, esc in enumerate(decl.escalate):
             n = self.parse(path + ("escalate", j, "when"), esc.when, symbols)
@@ -469,11 +561,19 @@ class _Compiler:
                 ok = False
                 continue
             if decl.severity and SEVERITY_RANK[esc.severity] <= SEVERITY_RANK[decl.severity]:
-                self.err(path + ("escalate", j, "severity"), "ruleset.escalation_not_higher",
-                         f"escalation to `{esc.severity}` is not above the base severity `{decl.severity}`")
+                self.err(
+                    path + ("escalate", j, "severity"),
+                    "ruleset.escalation_not_higher",
+                    f"escalation to `{esc.severity}` is not above the base severity "
+                    f"`{decl.severity}`",
+                )
                 ok = False
             escal.append((esc.severity, n))
-        if when is None or (decl.applies_when and applies is None) or (decl.partly_when and partly is None):
+        if (
+            when is None
+            or (decl.applies_when and applies is None)
+            or (decl.partly_when and partly is None)
+        ):
             return None
 
         def guard(n: E.Node) -> E.Node:
@@ -508,8 +608,10 @@ class _Compiler:
         if decl.message:
             for key, text in decl.message.items():
                 self._check_template(path + ("message", key), text, symbols)
-            r.messages = {("met" if k == "fired" and decl.kind == "criterion" else k): v.model_dump()
-                          for k, v in decl.message.items()}
+            r.messages = {
+                ("met" if k == "fired" and decl.kind == "criterion" else k): v.model_dump()
+                for k, v in decl.message.items()
+            }
         if decl.recommendation:
             self._check_template(path + ("recommendation",), decl.recommendation, symbols)
             r.recommendation = decl.recommendation.model_dump()
@@ -518,23 +620,34 @@ class _Compiler:
         r.playbook = [p.model_dump() for p in decl.playbook]
         return r if ok else None
 
-    def _check_template(self, path: tuple[Any, ...], text: Text, symbols: Mapping[str, E.Symbol]) -> None:
+    def _check_template(
+        self, path: tuple[Any, ...], text: Text, symbols: Mapping[str, E.Symbol]
+    ) -> None:
         for lang in ("en", "zh"):
             template = getattr(text, lang)
             try:
                 names = placeholders(template)
             except ValueError as exc:
-                self.err(path + (lang,), "ruleset.bad_template", f"message template: {exc}",
-                         "write a literal brace as {{ or }}")
+                self.err(
+                    path + (lang,),
+                    "ruleset.bad_template",
+                    f"message template: {exc}",
+                    "write a literal brace as {{ or }}",
+                )
                 continue
             for name, _spec in names:
                 if name not in symbols:
-                    self.err(path + (lang,), "ruleset.unknown_placeholder",
-                             f"placeholder `{{{name}}}` names no fact, derived fact, param or outcome",
-                             E.suggest(name, symbols))
+                    self.err(
+                        path + (lang,),
+                        "ruleset.unknown_placeholder",
+                        f"placeholder `{{{name}}}` names no fact, derived fact, param or outcome",
+                        E.suggest(name, symbols),
+                    )
 
     # -- levels
-    def _levels(self, rules: list[Rule], steps: list[Step], rules_path: tuple[Any, ...]) -> dict[str, int]:
+    def _levels(
+        self, rules: list[Rule], steps: list[Step], rules_path: tuple[Any, ...]
+    ) -> dict[str, int]:
         producers: dict[str, list[Any]] = {v: [] for v in OUTCOME_VARS}
         for r in rules:
             for var, kind in PRODUCED_BY.items():
@@ -580,8 +693,11 @@ class _Compiler:
             for var in OUTCOME_VARS:
                 v_level(var, [])
         except _Cycle as cyc:
-            self.err(rules_path, "ruleset.outcome_cycle",
-                     "rules depend on each other's outcomes in a cycle: " + " → ".join(cyc.chain))
+            self.err(
+                rules_path,
+                "ruleset.outcome_cycle",
+                "rules depend on each other's outcomes in a cycle: " + " → ".join(cyc.chain),
+            )
         return var_level
 
     # -- lowering to durable_rules
@@ -622,8 +738,9 @@ class _Lowering:
         self.by_node: dict[int, Slot] = {}
         self.level = 1
 
-    def add(self, owner: str, role: str, level: int, node: E.Node, positive: bool,
-            rule: Rule | None) -> str:
+    def add(
+        self, owner: str, role: str, level: int, node: E.Node, positive: bool, rule: Rule | None
+    ) -> str:
         self.level = level
         cond = self.lower(node, positive)
         name = f"r{len(self.prog.engine_rules)}"
@@ -712,13 +829,18 @@ class _Lowering:
                 return self._atom(E.FLIPPED_OP[op], rv, lv)
         if n.left.type == E.NUMBER:
             # both sides computed: compare rnd(rnd(a) - rnd(b)) with 0, in Python's precision
-            lconst = isinstance(n.left, E.Const) or (isinstance(n.left, E.Name) and n.left.scope == "param")
-            rconst = isinstance(n.right, E.Const) or (isinstance(n.right, E.Name) and n.right.scope == "param")
+            lconst = isinstance(n.left, E.Const) or (
+                isinstance(n.left, E.Name) and n.left.scope == "param"
+            )
+            rconst = isinstance(n.right, E.Const) or (
+                isinstance(n.right, E.Name) and n.right.scope == "param"
+            )
             if rconst and not lconst:
                 return self._atom(op, self._slot_for_node(n.left), E.rnd(self.operand(n.right)[1]))
             if lconst and not rconst:
-                return self._atom(E.FLIPPED_OP[op], self._slot_for_node(n.right),
-                                  E.rnd(self.operand(n.left)[1]))
+                return self._atom(
+                    E.FLIPPED_OP[op], self._slot_for_node(n.right), E.rnd(self.operand(n.left)[1])
+                )
             return self._atom(op, self._slot_for_node(n, diff=(n.left, n.right)), 0)
         return {self._slot_for_node(n): 1 if positive else 0}
 

@@ -7,9 +7,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 
 from .errors import FactsError
 from .model import FactDecl
@@ -44,8 +54,10 @@ def _field_type(decl: FactDecl) -> tuple[Any, dict[str, Any]]:
         lo = decl.min if decl.min is not None else -MAX_MAGNITUDE
         hi = decl.max if decl.max is not None else MAX_MAGNITUDE
         extra = {"ge": lo, "le": hi}
-        # int | float keeps an integer exact (the verdict echoes facts as they came)
-        return (int if decl.type == "integer" else int | float), extra
+        if decl.type == "integer":
+            return int, extra
+        # a number keeps the client's int or float exactly (the verdict echoes facts as they came)
+        return _number_type(lo, hi), {}
     if decl.type == "boolean":
         return StrictBool, extra
     if decl.type == "enum":
@@ -58,15 +70,43 @@ def _field_type(decl: FactDecl) -> tuple[Any, dict[str, Any]]:
     return str, extra
 
 
+def _number_type(lo: float, hi: float) -> Any:
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise PydanticCustomError("number_type", "Input should be a number")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise PydanticCustomError("finite_number", "NaN and Infinity are not numbers")
+        if v < lo:
+            raise PydanticCustomError(
+                "greater_than_equal", "Input should be greater than or equal to {ge}", {"ge": lo}
+            )
+        if v > hi:
+            raise PydanticCustomError(
+                "less_than_equal", "Input should be less than or equal to {le}", {"le": hi}
+            )
+        return v
+
+    schema: dict[str, Any] = {"type": "number", "minimum": lo, "maximum": hi}
+    return Annotated[Any, BeforeValidator(check), WithJsonSchema(schema)]
+
+
 def validate(model: type[BaseModel], raw: Any) -> dict[str, Any]:
     """Validated facts: only present (non-null) facts, lists de-duplicated in first-seen order."""
     if not isinstance(raw, Mapping):
-        raise FactsError([{"loc": [], "msg": "account facts must be a JSON object", "type": "type"}])
+        raise FactsError(
+            [{"loc": [], "msg": "account facts must be a JSON object", "type": "type"}]
+        )
     account_id = raw.get("account_id") if isinstance(raw.get("account_id"), str) else None
     for key, value in raw.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise FactsError(
-                [{"loc": [key], "msg": "NaN and Infinity are not numbers", "type": "finite_number"}],
+                [
+                    {
+                        "loc": [key],
+                        "msg": "NaN and Infinity are not numbers",
+                        "type": "finite_number",
+                    }
+                ],
                 account_id,
             )
     try:

@@ -16,7 +16,9 @@ def ruleset_files(directory: Path) -> list[Path]:
     files = [
         p
         for p in sorted(directory.iterdir())
-        if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.endswith((TESTS_SUFFIX, ".tests.yml"))
+        if p.is_file()
+        and p.suffix in (".yaml", ".yml")
+        and not p.name.endswith((TESTS_SUFFIX, ".tests.yml"))
     ]
     return files
 
@@ -44,7 +46,9 @@ def load_rulesets_from_sources(
     first_file: dict[str, str] = {}
     if not sources:
         where = str(base) if base else "<sources>"
-        raise RulesetError([Diagnostic(where, 1, 1, "ruleset.none", "no ruleset files (*.yaml) found")])
+        raise RulesetError(
+            [Diagnostic(where, 1, 1, "ruleset.none", "no ruleset files (*.yaml) found")]
+        )
     for file, text in sources.items():
         try:
             rs = prepare(file, text, Path(file) if base else None)
@@ -53,8 +57,13 @@ def load_rulesets_from_sources(
             continue
         if rs.name in loaded:
             diags.append(
-                Diagnostic(file, 1, 1, "ruleset.duplicate_name",
-                           f"ruleset name `{rs.name}` is also used by {first_file[rs.name]}")
+                Diagnostic(
+                    file,
+                    1,
+                    1,
+                    "ruleset.duplicate_name",
+                    f"ruleset name `{rs.name}` is also used by {first_file[rs.name]}",
+                )
             )
             rs.close()
             continue

@@ -48,7 +48,10 @@ class FactDecl(_Strict):
                 raise ValueError("`values` has duplicates")
         elif self.values is not None:
             raise ValueError(f"`values` only applies to enum and list facts, not {self.type}")
-        if (self.min is not None or self.max is not None) and self.type not in ("integer", "number"):
+        if (self.min is not None or self.max is not None) and self.type not in (
+            "integer",
+            "number",
+        ):
             raise ValueError("`min` / `max` only apply to integer and number facts")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("`min` is greater than `max`")
@@ -112,7 +115,8 @@ class RuleDecl(_Strict):
         for key in self.message or {}:
             if key not in allowed_outcomes:
                 raise ValueError(
-                    f"message key `{key}` does not fit a {k}; use one of {', '.join(allowed_outcomes)}"
+                    f"message key `{key}` does not fit a {k}; "
+                    f"use one of {', '.join(allowed_outcomes)}"
                 )
 
         def only(field: str, kinds: tuple[str, ...]) -> None:

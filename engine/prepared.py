@@ -49,7 +49,9 @@ class PreparedRuleset:
         self._prog = compiled.program
         self._engine = _engine_for(self.name, self._prog)
         self._port = compiled.portfolio
-        self._port_engine = _engine_for(self.name + "-portfolio", self._port) if self._port else None
+        self._port_engine = (
+            _engine_for(self.name + "-portfolio", self._port) if self._port else None
+        )
         self._port_model = (
             F.build_model(doc.name + "_portfolio", self._port.facts) if self._port else None
         )
@@ -117,7 +119,9 @@ class PreparedRuleset:
         findings.sort(key=lambda f: -SEVERITY_RANK[f["severity"]])
         return findings
 
-    def evaluate_portfolio(self, accounts: list[Mapping[str, Any]], portfolio: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def evaluate_portfolio(
+        self, accounts: list[Mapping[str, Any]], portfolio: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Policy §7: every account's verdict plus portfolio findings and counts."""
         from .portfolio import evaluate_portfolio
 
@@ -189,7 +193,10 @@ class PreparedRuleset:
             "segments": list(env.get("segments", [])),
             "stage": env.get("stage"),
             "summary": summary,
-            "decision": {"step": (step.index + 1) if step else None, "qualification": env.get("qualification")},
+            "decision": {
+                "step": (step.index + 1) if step else None,
+                "qualification": env.get("qualification"),
+            },
             "criteria": criteria,
             "guardrails": guardrails,
             "recommendations": recommendations,
@@ -198,13 +205,17 @@ class PreparedRuleset:
             "trace": trace,
         }
 
-    def _message(self, r: Rule, outcome: str, env: Mapping[str, Any], prog: Program) -> dict[str, str]:
+    def _message(
+        self, r: Rule, outcome: str, env: Mapping[str, Any], prog: Program
+    ) -> dict[str, str]:
         text = r.messages.get(outcome)
         if text is None:
             return _default_message(r, outcome, env)
         return self._text(text, env, prog) or {}
 
-    def _text(self, text: Mapping[str, str] | None, env: Mapping[str, Any], prog: Program) -> dict[str, str] | None:
+    def _text(
+        self, text: Mapping[str, str] | None, env: Mapping[str, Any], prog: Program
+    ) -> dict[str, str] | None:
         if text is None:
             return None
         values = {**prog.params, **env}
@@ -238,7 +249,7 @@ def _engine_for(label: str, prog: Program) -> EngineRuleset:
 def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run:
     env: dict[str, Any] = dict(facts)
     for d in prog.derived:
-        v = E.evaluate(d.node, env)
+        v = E.closure(d.node)(env)
         if v is not None:
             env[d.name] = E.rnd(v)
     outcomes: dict[str, str] = {}
@@ -284,11 +295,11 @@ def _slot_value(slot: Any, env: Mapping[str, Any]) -> Any:
     if slot.name is not None:
         v = env.get(slot.name)
     elif slot.diff is not None:
-        a = E.evaluate(slot.diff[0], env)
-        b = E.evaluate(slot.diff[1], env)
+        a = E.closure(slot.diff[0])(env)
+        b = E.closure(slot.diff[1])(env)
         v = None if a is None or b is None else E.rnd(E.rnd(a) - E.rnd(b))
     else:
-        v = E.evaluate(slot.node, env)
+        v = E.closure(slot.node)(env)
     if isinstance(v, float):
         v = E.rnd(v)
     if isinstance(v, list):
@@ -296,12 +307,19 @@ def _slot_value(slot: Any, env: Mapping[str, Any]) -> Any:
     return v
 
 
-def _decide(r: Rule, fired: set[str], env: Mapping[str, Any], outcomes: dict[str, str],
-            partly: dict[str, bool], severity: dict[str, str], values: dict[str, dict[str, Any]]) -> None:
+def _decide(
+    r: Rule,
+    fired: set[str],
+    env: Mapping[str, Any],
+    outcomes: dict[str, str],
+    partly: dict[str, bool],
+    severity: dict[str, str],
+    values: dict[str, dict[str, Any]],
+) -> None:
     """The rule's outcome as the engine decided it, checked against the Kleene explanation."""
     pos = r.engine["pos"] in fired
     neg = r.engine["neg"] in fired
-    kleene = E.evaluate(r.cond, env)
+    kleene = E.closure(r.cond)(env)
     if pos != (kleene is True) or neg != (kleene is False):
         raise EngineError(
             f"{r.id}: the engine fired pos={pos} neg={neg}, the explanation says {kleene}"
@@ -310,7 +328,7 @@ def _decide(r: Rule, fired: set[str], env: Mapping[str, Any], outcomes: dict[str
     if r.partly is not None:
         ppos = r.engine["ppos"] in fired
         pneg = r.engine["pneg"] in fired
-        kp = E.evaluate(r.partly, env)
+        kp = E.closure(r.partly)(env)
         if ppos != (kp is True) or pneg != (kp is False):
             raise EngineError(f"{r.id}: engine and explanation disagree on partly_when")
         if not pos:
@@ -321,7 +339,7 @@ def _decide(r: Rule, fired: set[str], env: Mapping[str, Any], outcomes: dict[str
         best = None
         for j, (sev, node) in enumerate(r.escalations):
             hit = r.engine[f"esc{j}"] in fired
-            if hit != (E.evaluate(node, env) is True):
+            if hit != (E.closure(node)(env) is True):
                 raise EngineError(f"{r.id}: engine and explanation disagree on escalation {j + 1}")
             if hit and (best is None or SEVERITY_RANK[sev] > SEVERITY_RANK[best]):
                 best = sev
@@ -333,15 +351,22 @@ def _check_steps(prog: Program, env: Mapping[str, Any], step_index: int | None, 
     for s in prog.steps:
         if s.level > level:
             return
-        k = True if s.node is None else E.evaluate(s.node, env)
+        k = True if s.node is None else E.closure(s.node)(env)
         if k is True:
             if step_index != s.index:
-                raise EngineError(f"decision: engine chose step {step_index}, explanation step {s.index}")
+                raise EngineError(
+                    f"decision: engine chose step {step_index}, explanation step {s.index}"
+                )
             return
 
 
-def _set_outcome_vars(prog: Program, env: dict[str, Any], outcomes: Mapping[str, str],
-                      partly: Mapping[str, bool], level: int) -> None:
+def _set_outcome_vars(
+    prog: Program,
+    env: dict[str, Any],
+    outcomes: Mapping[str, str],
+    partly: Mapping[str, bool],
+    level: int,
+) -> None:
     """Outcome variables become known after the level of their last producer."""
     vl = prog.var_level
     if vl.get("score") == level:
@@ -359,7 +384,11 @@ def _set_outcome_vars(prog: Program, env: dict[str, Any], outcomes: Mapping[str,
         env["required_not_met"] = not_met
         env["required_not_evaluable"] = not_eval
     if vl.get("segments") == level:
-        segs = [r.decl.segment for r in prog.rules if r.kind == "segment" and outcomes.get(r.id) == "fired"]
+        segs = [
+            r.decl.segment
+            for r in prog.rules
+            if r.kind == "segment" and outcomes.get(r.id) == "fired"
+        ]
         env["segments"] = list(dict.fromkeys(segs))
     if vl.get("stage") == level:
         for r in prog.rules:
@@ -407,10 +436,10 @@ def _comparison(node: E.Node, env: Mapping[str, Any]) -> dict[str, Any]:
             break
     return {
         "expr": E.unparse(node),
-        "left": E.evaluate(left, env),
+        "left": E.closure(left)(env),
         "op": op,
-        "right": E.evaluate(right, env),
-        "result": E.evaluate(node, env),
+        "right": E.closure(right)(env),
+        "result": E.closure(node)(env),
         "param": param,
     }
 

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 _FORMATTER = string.Formatter()
 UNKNOWN = {"en": "unknown", "zh": "未知"}
 CURRENCY_SYMBOL = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "HKD": "HK$"}
-CURRENCY_ZH = {"CNY": "元", "USD": "美元", "EUR": "欧元", "GBP": "英镑", "JPY": "日元", "HKD": "港元"}
+CURRENCY_ZH = {
+    "CNY": "元",
+    "USD": "美元",
+    "EUR": "欧元",
+    "GBP": "英镑",
+    "JPY": "日元",
+    "HKD": "港元",
+}
 
 
 def placeholders(template: str) -> list[tuple[str, str]]:
@@ -92,7 +100,7 @@ def render(
 ) -> str:
     """Fill a template; enum values with a label (qualification, stage, segments) use it."""
     out = []
-    for literal, field, spec, _conv in _FORMATTER.parse(template):
+    for literal, field, spec in _parsed(template):
         out.append(literal)
         if field is None:
             continue
@@ -108,3 +116,8 @@ def render(
                 v = table[v][lang]
         out.append(format_value(v, units.get(field), lang, currency))
     return "".join(out)
+
+
+@lru_cache(maxsize=4096)
+def _parsed(template: str) -> tuple[tuple[str, str | None, str], ...]:
+    return tuple((lit, fld, spec or "") for lit, fld, spec, _c in _FORMATTER.parse(template))

@@ -91,7 +91,9 @@ def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
     """Parse YAML text; on a syntax error return the located diagnostic."""
     if len(text.encode("utf-8")) > MAX_SOURCE_BYTES:
         return None, [
-            Diagnostic(file, 1, 1, "yaml.too_large", f"file is larger than {MAX_SOURCE_BYTES} bytes")
+            Diagnostic(
+                file, 1, 1, "yaml.too_large", f"file is larger than {MAX_SOURCE_BYTES} bytes"
+            )
         ]
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
@@ -108,7 +110,9 @@ def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
     except (YAMLError, ValueError, RecursionError) as exc:
         return None, [Diagnostic(file, 1, 1, "yaml.syntax", str(exc).splitlines()[0])]
     if not isinstance(doc, CommentedMap):
-        return None, [Diagnostic(file, 1, 1, "yaml.not_a_mapping", "a ruleset file is a YAML mapping")]
+        return None, [
+            Diagnostic(file, 1, 1, "yaml.not_a_mapping", "a ruleset file is a YAML mapping")
+        ]
     return Source(file, text, doc), []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 # Each module defines `register(app: typer.Typer) -> None`.
@@ -19,4 +20,9 @@ _NAMES = [
 
 def modules() -> list[ModuleType]:
     """Import the command modules (lazily, so `kaq --help` stays fast)."""
-    return [importlib.import_module(f"{__package__}.{name}") for name in _NAMES]
+    found = []
+    for name in _NAMES:
+        qualified = f"{__package__}.{name}"
+        if importlib.util.find_spec(qualified) is not None:
+            found.append(importlib.import_module(qualified))
+    return found

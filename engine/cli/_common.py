@@ -1,0 +1,43 @@
+"""Helpers shared by CLI commands: finding rulesets, printing diagnostics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ..errors import RulesetError
+from ..loader import load_rulesets
+from ..prepared import PreparedRuleset
+
+DEFAULT_RULESETS = Path("rulesets")
+err_console = Console(stderr=True, highlight=False)
+
+
+def print_diagnostics(exc: RulesetError) -> None:
+    """Every diagnostic on its own line, `file:line:col: code: message (hint)`."""
+    for d in exc.diagnostics:
+        err_console.print(str(d), markup=False)
+    n = len(exc.diagnostics)
+    err_console.print(f"{n} problem{'s' if n != 1 else ''} found", style="bold red")
+
+
+def load_or_exit(directory: Path, exit_code: int = 2) -> dict[str, PreparedRuleset]:
+    """Load a rulesets folder or print every problem and exit."""
+    try:
+        return load_rulesets(directory)
+    except RulesetError as exc:
+        print_diagnostics(exc)
+        raise typer.Exit(exit_code) from None
+
+
+def pick(rulesets: dict[str, PreparedRuleset], name: str) -> PreparedRuleset:
+    """One ruleset by name, or a clear message listing the ones there are."""
+    if name not in rulesets:
+        err_console.print(
+            f"error: no ruleset named `{name}`; loaded: {', '.join(sorted(rulesets)) or 'none'}",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    return rulesets[name]

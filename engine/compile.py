@@ -64,6 +64,39 @@ class Slot:
     name: str | None = None  # a fact / derived / outcome name
     node: E.Node | None = None  # a hoisted expression
     diff: tuple[E.Node, E.Node] | None = None  # rnd(rnd(a) - rnd(b)) for a op b
+    fn: Any = None  # env -> the value sent to the engine (None: field absent)
+
+    def build(self) -> None:
+        """The function that computes this slot's engine value from the environment."""
+        if self.name is not None:
+            key = self.name
+
+            def value(env: Mapping[str, Any]) -> Any:
+                return _engine_value(env.get(key))
+
+        elif self.diff is not None:
+            fa, fb = E.closure(self.diff[0]), E.closure(self.diff[1])
+
+            def value(env: Mapping[str, Any]) -> Any:
+                a, b = fa(env), fb(env)
+                return None if a is None or b is None else E.rnd(E.rnd(a) - E.rnd(b))
+
+        else:
+            assert self.node is not None
+            f = E.closure(self.node)
+
+            def value(env: Mapping[str, Any]) -> Any:
+                return _engine_value(f(env))
+
+        self.fn = value
+
+
+def _engine_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return E.rnd(v)
+    if isinstance(v, list):
+        return None  # lists never reach the engine: membership and counts are hoisted
+    return v
 
 
 @dataclass
@@ -74,7 +107,7 @@ class EngineRule:
     node: E.Node
     positive: bool
     owner: str  # rule id, or "decision.<n>"
-    role: str  # pos / neg / ppos / pneg / esc<i> / step
+    role: str  # pos / ppos / esc<i> / step
 
 
 @dataclass
@@ -90,12 +123,18 @@ class Rule:
     reads: list[str] = field(default_factory=list)  # fact / derived / outcome names, in order
     params: list[str] = field(default_factory=list)
     input_deps: list[str] = field(default_factory=list)
+    esc_input_deps: list[list[str]] = field(default_factory=list)  # per escalation level
     comparisons: list[E.Node] = field(default_factory=list)
     weight: float = 0.0
     engine: dict[str, str] = field(default_factory=dict)  # role -> engine rule name
     messages: dict[str, dict[str, str]] = field(default_factory=dict)
     recommendation: dict[str, str] | None = None
     playbook: list[dict[str, str]] = field(default_factory=list)
+    # built after type-checking: closures for the explanation side
+    cond_fn: Any = None
+    partly_fn: Any = None
+    esc_fns: list[Any] = field(default_factory=list)
+    comparison_fns: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -106,6 +145,7 @@ class Step:
     reason: dict[str, str] | None
     level: int = 1
     engine: str | None = None
+    fn: Any = None
 
 
 @dataclass
@@ -114,6 +154,7 @@ class Derived:
     node: E.Node
     unit: str | None
     input_deps: list[str]
+    fn: Any = None
 
 
 @dataclass
@@ -132,6 +173,7 @@ class Program:
     level_fields: dict[int, list[Slot]]
     var_level: dict[str, int]  # outcome variable -> level after which it is known
     atom_count: int
+    rules_by_level: dict[int, list[Rule]] = field(default_factory=dict)
 
 
 @dataclass
@@ -602,6 +644,14 @@ class _Compiler:
         r.reads = list(dict.fromkeys(reads))
         r.params = list(dict.fromkeys(r.params))
         r.input_deps = list(dict.fromkeys(deps))
+        for _sev, n in escal:
+            edeps: list[str] = []
+            for x in E.names(n):
+                if x.scope == "fact":
+                    edeps.append(x.name)
+                elif x.scope == "derived":
+                    edeps.extend(input_deps_of.get(x.name, []))
+            r.esc_input_deps.append(list(dict.fromkeys(edeps)))
         r.comparisons = comparisons
 
         # templates
@@ -705,18 +755,28 @@ class _Compiler:
         lw = _Lowering(prog)
         for r in prog.rules:
             lw.add(r.id, "pos", r.level, r.cond, True, r)
-            lw.add(r.id, "neg", r.level, r.cond, False, r)
             if r.partly is not None:
                 lw.add(r.id, "ppos", r.level, r.partly, True, r)
-                lw.add(r.id, "pneg", r.level, r.partly, False, r)
             for j, (_sev, n) in enumerate(r.escalations):
                 lw.add(r.id, f"esc{j}", r.level, n, True, r)
         for s in prog.steps:
             if s.node is not None:
                 s.engine = lw.add(f"decision.{s.index + 1}", "step", s.level, s.node, True, None)
+        for r in prog.rules:
+            r.cond_fn = E.closure(r.cond)
+            r.partly_fn = E.closure(r.partly) if r.partly is not None else None
+            r.esc_fns = [E.closure(n) for _sev, n in r.escalations]
+            r.comparison_fns = [E.comparison_closure(c) for c in r.comparisons]
+        for s in prog.steps:
+            s.fn = E.closure(s.node) if s.node is not None else None
         prog.levels = sorted({er.level for er in prog.engine_rules.values()} | {1})
         for slot in prog.slots.values():
+            slot.build()
             prog.level_fields.setdefault(slot.level, []).append(slot)
+        for d in prog.derived:
+            d.fn = E.closure(d.node)
+        for r in prog.rules:
+            prog.rules_by_level.setdefault(r.level, []).append(r)
 
 
 class _Cycle(Exception):

@@ -837,3 +837,43 @@ def _build(node: Node) -> Callable[[Mapping[str, Any]], Any]:  # noqa: C901 - on
     if isinstance(node, Call):
         return lambda env: _call(node, env)
     raise TypeError(f"cannot compile {node!r}")
+
+
+def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """env -> the trace record of one comparison: both sides, the operator, the result."""
+    if isinstance(node, Cmp):
+        left, right, op = node.left, node.right, node.op
+        cmp = _CMP[op]
+
+        def result(x: Any, y: Any) -> Any:
+            return None if x is None or y is None else cmp(rnd(x), rnd(y))
+
+    else:
+        assert isinstance(node, In)
+        left, right = node.item, node.container
+        op = "not in" if node.negated else "in"
+        negated = node.negated
+
+        def result(x: Any, y: Any) -> Any:
+            return None if x is None or y is None else ((x not in y) if negated else (x in y))
+
+    param = None
+    for side in (right, left):
+        if isinstance(side, Name) and side.scope == "param":
+            param = side.name
+            break
+    text = unparse(node)
+    lf, rf = closure(left), closure(right)
+
+    def record(env: Mapping[str, Any]) -> dict[str, Any]:
+        x, y = lf(env), rf(env)
+        return {
+            "expr": text,
+            "left": x,
+            "op": op,
+            "right": y,
+            "result": result(x, y),
+            "param": param,
+        }
+
+    return record

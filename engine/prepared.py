@@ -16,8 +16,6 @@ from .errors import EngineError, FactsError
 from .model import SEVERITY_RANK
 from .render import render
 
-_OUTCOME_BY_ROLE = ("pos", "neg")
-
 
 @dataclass
 class _Run:
@@ -28,7 +26,6 @@ class _Run:
     partly: dict[str, bool]
     severity: dict[str, str]
     step: int | None
-    values: dict[str, dict[str, Any]]  # rule id -> Kleene values for the trace
 
 
 class PreparedRuleset:
@@ -102,6 +99,7 @@ class PreparedRuleset:
         facts = F.validate(self._port_model, dict(metrics))
         run = _run(self._port, self._port_engine, facts)
         env = run.env
+        values = {**self._port.params, **env}
         findings = []
         for r in self._port.rules:
             if run.outcomes[r.id] != "fired":
@@ -111,8 +109,8 @@ class PreparedRuleset:
                 {
                     "rule": r.id,
                     "severity": sev,
-                    "message": self._message(r, "fired", env, self._port),
-                    "recommendation": self._text(r.recommendation, env, self._port),
+                    "message": self._message(r, "fired", values, self._port),
+                    "recommendation": self._text(r.recommendation, values, self._port),
                     "facts": {n: env.get(n) for n in r.reads},
                 }
             )
@@ -137,6 +135,7 @@ class PreparedRuleset:
     def _verdict(self, facts: Mapping[str, Any], run: _Run) -> dict[str, Any]:
         prog = self._prog
         env = run.env
+        values = {**prog.params, **env}  # what message templates read
         criteria = []
         guardrails = []
         trace = []
@@ -148,6 +147,11 @@ class PreparedRuleset:
             entry: dict[str, Any] = {"rule": r.id, "kind": r.kind, "outcome": outcome}
             if outcome == "not_evaluable":
                 missing.update(n for n in r.input_deps if n not in facts)
+            elif outcome == "fired":
+                # an escalation left unknown did not raise the severity: say what would decide it
+                for j, fn in enumerate(r.esc_fns):
+                    if fn(env) is None:
+                        missing.update(n for n in r.esc_input_deps[j] if n not in facts)
             if r.kind == "criterion":
                 c_out = _criterion_outcome(outcome, run.partly.get(r.id, False))
                 points = _points(r, c_out)
@@ -159,7 +163,7 @@ class PreparedRuleset:
                         "points": points,
                         "max_points": _num(r.weight),
                         "required": r.decl.required,
-                        "message": self._message(r, c_out, env, prog),
+                        "message": self._message(r, c_out, values, prog),
                         "facts": read,
                     }
                 )
@@ -170,21 +174,21 @@ class PreparedRuleset:
                     {
                         "rule": r.id,
                         "severity": sev,
-                        "message": self._message(r, "fired", env, prog),
-                        "recommendation": self._text(r.recommendation, env, prog),
+                        "message": self._message(r, "fired", values, prog),
+                        "recommendation": self._text(r.recommendation, values, prog),
                         "facts": read,
                     }
                 )
             elif r.kind == "stage" and outcome == "fired" and env.get("stage") == r.decl.stage:
                 recommendations = [
-                    {"rule": r.id, "message": self._text(item, env, prog)} for item in r.playbook
+                    {"rule": r.id, "message": self._text(item, values, prog)} for item in r.playbook
                 ]
             entry["facts"] = read
-            entry["comparisons"] = [_comparison(c, env) for c in r.comparisons]
+            entry["comparisons"] = [f(env) for f in r.comparison_fns]
             trace.append(entry)
         guardrails.sort(key=lambda g: -SEVERITY_RANK[g["severity"]])  # stable: ruleset order kept
         step = prog.steps[run.step] if run.step is not None else None
-        summary = self._text(step.reason, env, prog) if step and step.reason else None
+        summary = self._text(step.reason, values, prog) if step and step.reason else None
         return {
             "account_id": facts.get("account_id"),
             "ruleset": dict(self._ruleset_ref),
@@ -218,9 +222,8 @@ class PreparedRuleset:
     ) -> dict[str, str] | None:
         if text is None:
             return None
-        values = {**prog.params, **env}
         return {
-            lang: render(text[lang], values, prog.units, lang, self.currency, self._c.labels)
+            lang: render(text[lang], env, prog.units, lang, self.currency, self._c.labels)
             for lang in ("en", "zh")
         }
 
@@ -249,36 +252,31 @@ def _engine_for(label: str, prog: Program) -> EngineRuleset:
 def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run:
     env: dict[str, Any] = dict(facts)
     for d in prog.derived:
-        v = E.closure(d.node)(env)
+        v = d.fn(env)
         if v is not None:
             env[d.name] = E.rnd(v)
     outcomes: dict[str, str] = {}
     partly: dict[str, bool] = {}
     severity: dict[str, str] = {}
-    values: dict[str, dict[str, Any]] = {}
     fired_all: set[str] = set()
     step_index: int | None = None
-    by_level: dict[int, list[Rule]] = {}
-    for r in prog.rules:
-        by_level.setdefault(r.level, []).append(r)
     _set_outcome_vars(prog, env, outcomes, partly, 0)
     with engine.session() as session:
         for level in prog.levels:
             fields = {}
-            for slot in prog.level_fields.get(level, []):
-                v = _slot_value(slot, env)
+            for slot in prog.level_fields.get(level, ()):
+                v = slot.fn(env)
                 if v is not None:
                     fields[slot.field] = v
             fired = set(session.assert_stage(level, fields))
             fired_all |= fired
-            for r in by_level.get(level, []):
-                _decide(r, fired, env, outcomes, partly, severity, values)
-            steps_here = [s for s in prog.steps if s.level == level]
-            if steps_here and step_index is None:
+            for r in prog.rules_by_level.get(level, ()):
+                _decide(r, fired, env, outcomes, partly, severity)
+            if step_index is None and any(s.level == level for s in prog.steps):
                 for s in prog.steps:
                     if s.level > level:
                         break
-                    if s.node is None or (s.engine in fired_all):
+                    if s.node is None or s.engine in fired_all:
                         step_index = s.index
                         break
                 _check_steps(prog, env, step_index, level)
@@ -288,23 +286,7 @@ def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run
     if prog.steps and step_index is None:
         step_index = len(prog.steps) - 1
         env["qualification"] = prog.steps[step_index].qualification
-    return _Run(env, outcomes, partly, severity, step_index, values)
-
-
-def _slot_value(slot: Any, env: Mapping[str, Any]) -> Any:
-    if slot.name is not None:
-        v = env.get(slot.name)
-    elif slot.diff is not None:
-        a = E.closure(slot.diff[0])(env)
-        b = E.closure(slot.diff[1])(env)
-        v = None if a is None or b is None else E.rnd(E.rnd(a) - E.rnd(b))
-    else:
-        v = E.closure(slot.node)(env)
-    if isinstance(v, float):
-        v = E.rnd(v)
-    if isinstance(v, list):
-        return None
-    return v
+    return _Run(env, outcomes, partly, severity, step_index)
 
 
 def _decide(
@@ -314,32 +296,31 @@ def _decide(
     outcomes: dict[str, str],
     partly: dict[str, bool],
     severity: dict[str, str],
-    values: dict[str, dict[str, Any]],
 ) -> None:
     """The rule's outcome as the engine decided it, checked against the Kleene explanation."""
+    # durable_rules decides what fired; the Kleene explanation must agree, and tells
+    # not_fired (false) from not_evaluable (unknown) for the rules that did not fire.
     pos = r.engine["pos"] in fired
-    neg = r.engine["neg"] in fired
-    kleene = E.closure(r.cond)(env)
-    if pos != (kleene is True) or neg != (kleene is False):
-        raise EngineError(
-            f"{r.id}: the engine fired pos={pos} neg={neg}, the explanation says {kleene}"
-        )
-    outcome = "fired" if pos else "not_fired" if neg else "not_evaluable"
-    if r.partly is not None:
+    kleene = r.cond_fn(env)
+    if pos != (kleene is True):
+        raise EngineError(f"{r.id}: the engine fired={pos}, the explanation says {kleene}")
+    outcome = "fired" if pos else "not_fired" if kleene is False else "not_evaluable"
+    if r.partly is not None and not pos:
         ppos = r.engine["ppos"] in fired
-        pneg = r.engine["pneg"] in fired
-        kp = E.closure(r.partly)(env)
-        if ppos != (kp is True) or pneg != (kp is False):
-            raise EngineError(f"{r.id}: engine and explanation disagree on partly_when")
-        if not pos:
-            partly[r.id] = ppos
-            outcome = "fired" if ppos else "not_fired" if (neg and pneg) else "not_evaluable"
+        kp = r.partly_fn(env)
+        if ppos != (kp is True):
+            raise EngineError(f"{r.id}: the engine fired={ppos} for partly_when, explanation {kp}")
+        partly[r.id] = ppos
+        if ppos:
+            outcome = "fired"
+        elif kp is None:
+            outcome = "not_evaluable"
     outcomes[r.id] = outcome
     if outcome == "fired" and r.escalations:
         best = None
-        for j, (sev, node) in enumerate(r.escalations):
+        for j, (sev, _node) in enumerate(r.escalations):
             hit = r.engine[f"esc{j}"] in fired
-            if hit != (E.closure(node)(env) is True):
+            if hit != (r.esc_fns[j](env) is True):
                 raise EngineError(f"{r.id}: engine and explanation disagree on escalation {j + 1}")
             if hit and (best is None or SEVERITY_RANK[sev] > SEVERITY_RANK[best]):
                 best = sev
@@ -351,7 +332,7 @@ def _check_steps(prog: Program, env: Mapping[str, Any], step_index: int | None, 
     for s in prog.steps:
         if s.level > level:
             return
-        k = True if s.node is None else E.closure(s.node)(env)
+        k = True if s.fn is None else s.fn(env)
         if k is True:
             if step_index != s.index:
                 raise EngineError(
@@ -419,29 +400,6 @@ def _num(v: Any) -> Any:
 
 def _exact(facts: Mapping[str, Any], env: Mapping[str, Any], name: str) -> Any:
     return facts[name] if name in facts else env.get(name)
-
-
-def _comparison(node: E.Node, env: Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(node, E.Cmp):
-        left, right = node.left, node.right
-        op = node.op
-    else:
-        assert isinstance(node, E.In)
-        left, right = node.item, node.container
-        op = "not in" if node.negated else "in"
-    param = None
-    for side in (right, left):
-        if isinstance(side, E.Name) and side.scope == "param":
-            param = side.name
-            break
-    return {
-        "expr": E.unparse(node),
-        "left": E.closure(left)(env),
-        "op": op,
-        "right": E.closure(right)(env),
-        "result": E.closure(node)(env),
-        "param": param,
-    }
 
 
 def _default_message(r: Rule, outcome: str, env: Mapping[str, Any]) -> dict[str, str]:

@@ -24,6 +24,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.tokens import CommentToken
 
 __all__ = ["FmtError", "FmtResult", "find_yaml_files", "format_file", "format_text"]
 
@@ -75,8 +76,54 @@ def _reorder(node: Any, order: Sequence[str]) -> None:
     wanted = known + rest
     if list(node) == wanted:
         return
+    old_last = next(reversed(node))
     for key in wanted:
         node.move_to_end(key)
+    if wanted[-1] != old_last:
+        _move_trailing_comment(node, old_last, wanted[-1])
+
+
+def _last_leaf(node: CommentedMap, key: Any) -> tuple[CommentedMap, Any] | None:
+    """The block mapping and key whose end-of-line comment ends the value of `node[key]`."""
+    while True:
+        value = node[key]
+        if isinstance(value, CommentedMap) and value and not value.fa.flow_style():
+            node, key = value, next(reversed(value))
+            continue
+        if isinstance(value, CommentedSeq) and value and not value.fa.flow_style():
+            return None  # comments after block sequences are left where ruamel put them
+        return node, key
+
+
+def _move_trailing_comment(node: CommentedMap, old_last: Any, new_last: Any) -> None:
+    """Keep the comment lines that follow a mapping at its end when its last key moves.
+
+    ruamel attaches the full-line comments after a mapping (often the heading of
+    the next section) to the end-of-line comment of its last key; without this
+    they would travel with that key into the middle of the mapping.
+    """
+    old, new = _last_leaf(node, old_last), _last_leaf(node, new_last)
+    if old is None or new is None:
+        return
+    slots = old[0].ca.items.get(old[1])
+    token = slots[2] if slots and len(slots) > 2 else None
+    if token is None or "\n" not in token.value:
+        return
+    cut = token.value.index("\n") + 1
+    eol, tail = token.value[:cut], token.value[cut:]
+    if not tail:
+        return
+    if eol.strip():
+        token.value = eol
+    else:
+        slots[2] = None
+    new_slots = new[0].ca.items.setdefault(new[1], [None, None, None, None])
+    while len(new_slots) < 4:
+        new_slots.append(None)
+    if new_slots[2] is not None:
+        new_slots[2].value += tail
+    else:
+        new_slots[2] = CommentToken("\n" + tail, token.start_mark, None)
 
 
 def _each_value(node: Any) -> Iterable[Any]:

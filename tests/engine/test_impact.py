@@ -1,0 +1,294 @@
+"""`engine.impact`: static ruleset diff, verdict comparison, sides from folders and git."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from engine import load_rulesets
+from engine.corpus import generate_accounts
+from engine.impact import (
+    ImpactError,
+    analyze,
+    compare_verdicts,
+    read_side,
+    render_markdown,
+    render_text,
+    ruleset_changes,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BASE_YAML = """\
+kaq: 1
+name: demo
+params:
+  min_score: {value: 70}
+  min_margin: {value: 5}
+  other: {value: 1}
+derived:
+  margin2: {expr: "gross_margin_pct * 2"}
+rules:
+  - id: guard.margin
+    kind: guardrail
+    when: "gross_margin_pct < min_margin"
+    severity: warning
+  - id: guard.double
+    kind: guardrail
+    when: "margin2 < other"
+    severity: warning
+  - id: segment.x
+    kind: segment
+    segment: x
+    when: "a > 1"
+decision:
+  steps:
+    - when: "score >= min_score"
+      qualification: key_account
+    - qualification: not_key_account
+"""
+
+
+def _load(text: str):
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    return yaml.load(text)
+
+
+def _verdict(q: str, score: float = 50, guards: dict | None = None, trace: list | None = None):
+    return {
+        "qualification": q,
+        "score": score,
+        "segments": [],
+        "stage": None,
+        "guardrails": [{"rule": r, "severity": s} for r, s in (guards or {}).items()],
+        "trace": trace or [],
+    }
+
+
+# --------------------------------------------------------------------------- static diff
+
+
+def test_a_param_change_marks_the_rules_and_decision_that_read_it() -> None:
+    head_yaml = BASE_YAML.replace("min_margin: {value: 5}", "min_margin: {value: 8}").replace(
+        "min_score: {value: 70}", "min_score: {value: 75}"
+    )
+    changes = ruleset_changes(_load(BASE_YAML), _load(head_yaml))
+    params = {p["name"]: (p["base"], p["head"]) for p in changes["params_changed"]}
+    assert params == {"min_score": (70, 75), "min_margin": (5, 8)}
+    changed = {r["id"]: r for r in changes["rules_changed"]}
+    assert set(changed) == {"guard.margin"}
+    assert changed["guard.margin"]["reads_changed"] == ["min_margin"]
+    assert not changed["guard.margin"]["edited"]
+    assert changes["decision"]["reads_changed"] == ["min_score"]
+    assert "-  min_score: {value: 70}" not in changes["params_changed"][0]["diff"]
+    assert "+min_score: {value: 75}" in changes["params_changed"][0]["diff"]
+
+
+def test_a_param_read_through_a_derived_fact_marks_the_rule() -> None:
+    base = BASE_YAML.replace('"gross_margin_pct * 2"', '"gross_margin_pct * other"')
+    head = base.replace("other: {value: 1}", "other: {value: 2}")
+    changes = ruleset_changes(_load(base), _load(head))
+    assert [r["id"] for r in changes["rules_changed"]] == ["guard.double"]
+    assert changes["rules_changed"][0]["reads_changed"] == ["margin2", "other"]
+
+
+def test_rules_added_removed_and_edited_with_a_yaml_diff() -> None:
+    head = BASE_YAML.replace('when: "a > 1"', 'when: "a > 2"').replace(
+        "  - id: guard.double", "  - id: guard.renamed"
+    )
+    changes = ruleset_changes(_load(BASE_YAML), _load(head))
+    assert changes["rules_added"] == ["guard.renamed"]
+    assert changes["rules_removed"] == ["guard.double"]
+    (edited,) = changes["rules_changed"]
+    assert edited["id"] == "segment.x" and edited["edited"]
+    assert '-    when: "a > 1"' in edited["diff"] and '+    when: "a > 2"' in edited["diff"]
+
+
+def test_comment_only_changes_are_no_changes() -> None:
+    head = BASE_YAML.replace('when: "a > 1"', 'when: "a > 1"  # tuned in 2026')
+    changes = ruleset_changes(_load(BASE_YAML), _load(head))
+    assert changes["rules_changed"] == [] and changes["params_changed"] == []
+
+
+# --------------------------------------------------------------------------- verdict diff
+
+
+def test_transitions_guardrails_and_scores_are_counted() -> None:
+    accounts = [{"account_id": f"A{i}"} for i in range(5)]
+    base = [
+        _verdict("key_account", 70),
+        _verdict("key_account", 80, {"guard.margin": "warning"}),
+        _verdict("not_key_account", 30),
+        _verdict("potential_key_account", 50, {"guard.margin": "warning"}),
+        _verdict("insufficient_data", 20),
+    ]
+    head = [
+        _verdict("potential_key_account", 70),
+        _verdict("key_account", 85, {"guard.margin": "high", "guard.new": "warning"}),
+        _verdict("not_key_account", 30),
+        _verdict("potential_key_account", 45),
+        _verdict("insufficient_data", 20),
+    ]
+    report = compare_verdicts(accounts, base, head, top=10)
+    assert report["changed"] == 3
+    assert report["qualification_moved"] == 1
+    assert report["transitions"]["key_account"] == {
+        "key_account": 1,
+        "potential_key_account": 1,
+        "not_key_account": 0,
+        "insufficient_data": 0,
+    }
+    guards = {g["rule"]: g for g in report["guardrails"]}
+    assert guards["guard.new"]["newly_fired"] == 1
+    assert guards["guard.margin"]["cleared"] == 1
+    assert guards["guard.margin"]["severity_changed"] == 1
+    assert report["scores"] == {
+        "changed": 2,
+        "mean_delta": 0.0,
+        "min_delta": -5.0,
+        "max_delta": 5.0,
+        "raised": 1,
+        "lowered": 1,
+    }
+    # Moved accounts first, then the largest score shifts.
+    assert [a["account_id"] for a in report["top"]] == ["A0", "A1", "A3"]
+    assert [a["account_id"] for a in report["changed_accounts"]] == ["A0", "A1", "A3"]
+
+
+def test_top_accounts_name_the_rules_and_facts_that_moved_them() -> None:
+    t = lambda outcome, v: [  # noqa: E731
+        {"rule": "guard.margin", "outcome": outcome, "facts": {"gross_margin_pct": v}},
+        {"rule": "segment.x", "outcome": "not_fired", "facts": {"a": 0}},
+    ]
+    base = [_verdict("key_account", 80, trace=t("not_fired", 6))]
+    head = [_verdict("key_account", 80, {"guard.margin": "warning"}, trace=t("fired", 6))]
+    (top,) = compare_verdicts([{"account_id": "A"}], base, head)["top"]
+    assert top["rules"] == [{"rule": "guard.margin", "base": "not_fired", "head": "fired"}]
+    assert top["facts"] == {"gross_margin_pct": 6}
+
+
+def test_a_qualification_move_without_rule_changes_shows_score_and_param() -> None:
+    base = [_verdict("key_account", 70)]
+    head = [_verdict("potential_key_account", 70)]
+    (top,) = compare_verdicts(
+        [{"account_id": "A"}], base, head, changed_params={"min_score": (70, 75)}
+    )["top"]
+    assert top["facts"] == {"score": 70, "min_score": {"base": 70, "head": 75}}
+
+
+def test_an_account_one_side_rejects_counts_as_invalid() -> None:
+    report = compare_verdicts(
+        [{"account_id": "A"}], [_verdict("key_account")], [ValueError("bad facts")]
+    )
+    assert report["invalid"] == {"base": 0, "head": 1}
+    assert report["transitions"]["key_account"]["invalid"] == 1
+
+
+def test_renderers_show_headline_and_matrix() -> None:
+    accounts = [{"account_id": "A"}, {"account_id": "B"}]
+    report = {
+        "ruleset": "demo",
+        "base": {"label": "old", "revision": None, "version": "1"},
+        "head": {"label": "new", "revision": None, "version": "2"},
+        "changes": ruleset_changes({}, {}),
+        **compare_verdicts(
+            accounts,
+            [_verdict("key_account", 70), _verdict("not_key_account")],
+            [_verdict("potential_key_account", 70), _verdict("not_key_account")],
+        ),
+        "elapsed_seconds": {"load": 0.1, "evaluate": 0.2, "total": 0.3},
+        "accounts_per_second": 10.0,
+    }
+    md = render_markdown(report)
+    assert md.startswith("### ⚠️ kaq diff `demo`: 1 of 2 accounts change verdict")
+    assert "| `key_account` | 0 | **1** | 0 | 1 |" in md
+    assert "<details><summary>Top 1 changed accounts</summary>" in md
+    text = render_text(report)
+    assert "key_account → potential_key_account" in text and "elapsed: 0.30 s" in text
+
+
+# --------------------------------------------------------------------------- sides
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "HOME": str(cwd),
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_read_side_from_a_git_revision_without_checkout(tmp_path: Path) -> None:
+    (tmp_path / "rulesets").mkdir()
+    f = tmp_path / "rulesets" / "demo.yaml"
+    f.write_text(BASE_YAML)
+    (tmp_path / "rulesets" / "demo.tests.yaml").write_text("ruleset: demo\ncases: []\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "one")
+    f.write_text(BASE_YAML.replace("value: 70", "value: 75"))
+    _git(tmp_path, "commit", "-qam", "two")
+    f.write_text("uncommitted")
+    old = read_side("HEAD~1", repo=tmp_path)
+    assert old.sources == {"demo.yaml": BASE_YAML}
+    assert old.revision and len(old.revision) == 40
+    new = read_side("HEAD", repo=tmp_path)
+    assert "value: 75" in new.sources["demo.yaml"]
+    assert f.read_text() == "uncommitted"  # the working tree is untouched
+    with pytest.raises(ImpactError, match="neither a folder nor a git revision"):
+        read_side("no-such-rev", repo=tmp_path)
+
+
+def test_read_side_from_a_folder_leaves_test_cases_out() -> None:
+    side = read_side(str(ROOT / "rulesets"))
+    assert "key-account.yaml" in side.sources
+    assert not any(name.endswith(".tests.yaml") for name in side.sources)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_raising_the_key_account_threshold_moves_exactly_the_affected_accounts(
+    tmp_path: Path,
+) -> None:
+    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    raised = _raise_threshold(text, 70, 75)
+    (tmp_path / "key-account.yaml").write_text(raised, encoding="utf-8")
+    accounts = generate_accounts(300, seed=3)
+
+    report = analyze(read_side(str(ROOT / "rulesets")), read_side(str(tmp_path)), accounts)
+
+    base_rs = load_rulesets(ROOT / "rulesets")["key-account"]
+    head_rs = load_rulesets(tmp_path)["key-account"]
+    expected = Counter()
+    moved = []
+    for a in accounts:
+        b, h = base_rs.evaluate(a)["qualification"], head_rs.evaluate(a)["qualification"]
+        expected[(b, h)] += 1
+        if b != h:
+            moved.append(a["account_id"])
+    got = Counter(
+        {(b, h): n for b, row in report["transitions"].items() for h, n in row.items() if n}
+    )
+    assert got == expected
+    assert moved and set(expected) >= {("key_account", "potential_key_account")}
+    assert report["qualification_moved"] == len(moved)
+    assert [a["account_id"] for a in report["changed_accounts"]] == moved
+    assert report["changes"]["decision"]["reads_changed"] == ["key_account_min_score"]
+
+
+def _raise_threshold(text: str, old: int, new: int) -> str:
+    head, sep, tail = text.partition("  key_account_min_score:")
+    assert sep, "the ruleset has no key_account_min_score param"
+    return head + sep + tail.replace(f"value: {old}", f"value: {new}", 1)

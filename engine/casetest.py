@@ -96,8 +96,12 @@ PASSED, FAILED, ERROR = "passed", "failed", "error"
 class RulesetLike(Protocol):
     """What running cases needs of a prepared ruleset (engine.PreparedRuleset fits)."""
 
-    name: str
-    rules: Sequence[Any]  # items with `.id` and `.kind`
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def rules(self) -> Sequence[Any]:  # items with `.id` and `.kind`, in ruleset order
+        ...
 
     def evaluate(self, raw: Mapping[str, Any]) -> dict[str, Any]: ...
 

@@ -1,0 +1,181 @@
+"""The FastAPI app: `create_app(settings)` builds routes; the lifespan loads everything.
+
+`app = create_app()` below only constructs routes and middleware: settings are
+read, rulesets loaded and the decision log opened when the server starts the
+app (its lifespan), in each worker process separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .decision_log import DecisionLog
+from .errors import ApiError, problem, problem_for, problem_response
+from .metrics import Metrics, MetricsMiddleware
+from .openapi import build_openapi
+from .registry import Registry
+from .routes import decisions, evaluate, ops, rulesets
+from .service import Service
+from .settings import Settings, get_settings
+from .state import AppState
+
+log = logging.getLogger("kaq.api")
+
+
+class LastResort:
+    """Outermost guard: an exception nothing else handled becomes a logged problem 500."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, guarded_send)
+        except Exception as exc:
+            body = problem_for(exc)  # logs it
+            if started:  # a stream broke mid-way: nothing more can be said
+                raise
+            await problem_response(body)(scope, receive, send)
+
+
+def _install_sighup(state: AppState) -> bool:
+    """Reload on SIGHUP when this loop runs in the main thread (a real server)."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def reload() -> None:
+        try:
+            await state.registry.reload()
+            state.metrics.reloads.labels("ok").inc()
+        except Exception as exc:
+            state.metrics.reloads.labels("failed").inc()
+            log.error("SIGHUP reload failed; the running rulesets stay:\n%s", exc)
+
+    def on_signal() -> None:
+        task = loop.create_task(reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_signal)
+    except (RuntimeError, ValueError, NotImplementedError, AttributeError):
+        return False
+    return True
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app; `settings` default to the environment (`get_settings()`) at start."""
+    from engine.errors import KaqError
+
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from engine import load_rulesets
+
+        s = settings or get_settings()
+        folder = s.rulesets
+        registry = Registry(lambda: load_rulesets(folder))
+        decision_log = DecisionLog(s.db_url)
+        await decision_log.open()
+        try:
+            await registry.reload()
+        except BaseException:
+            await decision_log.close()
+            raise
+        registry.on_swap.append(lambda _snap: setattr(app, "openapi_schema", None))
+        state = AppState(
+            s, registry, decision_log, metrics, Service(registry, decision_log, metrics)
+        )
+        app.state.kaq = state
+        app.openapi_schema = None
+        sighup = _install_sighup(state)
+        try:
+            yield
+        finally:
+            if sighup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            app.state.kaq = None
+            await registry.close()
+            await decision_log.close()
+
+    app = FastAPI(
+        title="kaq",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.kaq = None
+    for module in (evaluate, rulesets, decisions, ops):
+        app.include_router(module.router)
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return problem_response(exc.to_problem(), exc.headers)
+
+    async def on_engine_error(request: Request, exc: Exception) -> Response:
+        return problem_response(problem_for(exc))
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(
+            problem(
+                422,
+                "invalid-request",
+                "The request's parameters are invalid.",
+                errors=[{"loc": e.get("loc", ()), "msg": e.get("msg", "")} for e in exc.errors()],
+            )
+        )
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(
+            problem(exc.status_code, slug, str(exc.detail)), dict(exc.headers or {})
+        )
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(KaqError, on_engine_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_middleware(LastResort)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            state: AppState | None = app.state.kaq
+            facts_schema = None
+            s = state.settings if state else settings
+            if state is not None and state.registry.current is not None:
+                rs = state.registry.current.rulesets.get(state.settings.default_ruleset)
+                facts_schema = rs.facts_schema() if rs is not None else None
+            app.openapi_schema = build_openapi(app, s, facts_schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+app = create_app()

@@ -1,0 +1,427 @@
+"""The decision log: every verdict, durably stored before it is answered.
+
+SQLite (WAL, ``synchronous=FULL``) by default, PostgreSQL (psycopg 3) for a
+shared database. The schema is versioned: `schema_version` holds the applied
+migrations and `MIGRATIONS` lists them in order, so a later kaq adds entries
+and older databases are brought forward on start. All database work runs on
+one dedicated thread per log, so the event loop never waits on an fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ServiceUnavailable
+
+log = logging.getLogger("kaq.decision_log")
+T = TypeVar("T")
+
+
+class DecisionLogError(ServiceUnavailable):
+    """The decision log cannot be written or read; nothing is answered without it."""
+
+    slug = "decision-log-unavailable"
+    title = "Decision log unavailable"
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer kaq than this one."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema step, written for each backend."""
+
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "decisions table",
+        sqlite=(
+            """CREATE TABLE decisions (
+                decision_id TEXT PRIMARY KEY,
+                created_at TEXT NOT NULL,
+                ruleset_name TEXT NOT NULL,
+                ruleset_version TEXT NOT NULL,
+                ruleset_digest TEXT NOT NULL,
+                account_id TEXT,
+                qualification TEXT,
+                duration_ms REAL NOT NULL,
+                facts TEXT NOT NULL,
+                verdict TEXT NOT NULL
+            )""",
+        ),
+        postgres=(
+            """CREATE TABLE decisions (
+                decision_id TEXT PRIMARY KEY,
+                created_at TIMESTAMPTZ NOT NULL,
+                ruleset_name TEXT NOT NULL,
+                ruleset_version TEXT NOT NULL,
+                ruleset_digest TEXT NOT NULL,
+                account_id TEXT,
+                qualification TEXT,
+                duration_ms DOUBLE PRECISION NOT NULL,
+                facts TEXT NOT NULL,
+                verdict TEXT NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "index decisions by account and time",
+        sqlite=("CREATE INDEX decisions_account ON decisions (account_id, created_at)",),
+        postgres=("CREATE INDEX decisions_account ON decisions (account_id, created_at)",),
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One logged verdict."""
+
+    decision_id: str
+    ruleset_name: str
+    ruleset_version: str
+    ruleset_digest: str
+    account_id: str | None
+    qualification: str | None
+    duration_ms: float
+    facts: Mapping[str, Any]
+    verdict: Mapping[str, Any]
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.decision_id,
+            self.created_at.isoformat(timespec="microseconds"),
+            self.ruleset_name,
+            self.ruleset_version,
+            self.ruleset_digest,
+            self.account_id,
+            self.qualification,
+            self.duration_ms,
+            _json(self.facts),
+            _json(self.verdict),
+        )
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _record(row: Sequence[Any]) -> dict[str, Any]:
+    created = row[1]
+    if isinstance(created, datetime):
+        created = created.astimezone(UTC).isoformat(timespec="microseconds")
+    return {
+        "decision_id": row[0],
+        "created_at": created,
+        "ruleset": {"name": row[2], "version": row[3], "digest": row[4]},
+        "account_id": row[5],
+        "qualification": row[6],
+        "duration_ms": row[7],
+        "facts": json.loads(row[8]),
+        "verdict": json.loads(row[9]),
+    }
+
+
+_COLUMNS = (
+    "decision_id, created_at, ruleset_name, ruleset_version, ruleset_digest, "
+    "account_id, qualification, duration_ms, facts, verdict"
+)
+
+
+class _Backend(ABC):
+    """The blocking side of the log; only ever called from the log's own thread."""
+
+    @abstractmethod
+    def connect(self) -> None: ...
+
+    @abstractmethod
+    def migrate(self) -> int: ...
+
+    @abstractmethod
+    def insert(self, rows: list[tuple[Any, ...]]) -> None: ...
+
+    @abstractmethod
+    def fetch(self, decision_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def probe(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+
+class _SQLite(_Backend):
+    def __init__(self, path: str):
+        self.path = path
+        self.conn: sqlite3.Connection | None = None
+
+    def connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        self.conn = conn
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self.conn is None:
+            self.connect()
+        assert self.conn is not None
+        return self.conn
+
+    def _tx(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def migrate(self) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            version = int(current.fetchone()[0])
+            _refuse_newer(version)
+            for m in MIGRATIONS:
+                if m.version > version:
+                    for statement in m.sqlite:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_version VALUES (?, ?, ?)",
+                        (m.version, m.description, datetime.now(UTC).isoformat()),
+                    )
+                    version = m.version
+            return version
+
+        return self._tx(work)
+
+    def schema_version(self) -> int:
+        row = self._conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        return int(row.fetchone()[0])
+
+    def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        sql = f"INSERT INTO decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        self._tx(lambda conn: conn.executemany(sql, rows))
+
+    def fetch(self, decision_id: str) -> dict[str, Any] | None:
+        cur = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM decisions WHERE decision_id = ?", (decision_id,)
+        )
+        row = cur.fetchone()
+        return _record(row) if row else None
+
+    def probe(self) -> None:
+        # Taking the write lock proves the file is writable without writing anything.
+        self._tx(lambda conn: None)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class _Postgres(_Backend):
+    LOCK_KEY = 0x6B6171  # "kaq": serialises concurrent migrations of several workers
+
+    def __init__(self, url: str):
+        self.url = url
+        self.conn: Any = None
+
+    def connect(self) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    def _run(self, work: Callable[[Any], T]) -> T:
+        """Run `work(conn)` in a transaction, reconnecting once if the connection was lost."""
+        import psycopg
+
+        for attempt in (1, 2):
+            if self.conn is None or self.conn.closed:
+                self.connect()
+            try:
+                with self.conn.transaction():
+                    return work(self.conn)
+            except psycopg.OperationalError:
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def migrate(self) -> int:
+        def work(conn: Any) -> int:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_KEY,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+            version = int(row[0])
+            _refuse_newer(version)
+            for m in MIGRATIONS:
+                if m.version > version:
+                    for statement in m.postgres:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_version VALUES (%s, %s, now())",
+                        (m.version, m.description),
+                    )
+                    version = m.version
+            return version
+
+        return self._run(work)
+
+    def schema_version(self) -> int:
+        return self._run(
+            lambda conn: int(
+                conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            )
+        )
+
+    def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        # ON CONFLICT: a retry after a lost acknowledgement must not fail on its own first write.
+        sql = (
+            f"INSERT INTO decisions ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (decision_id) DO NOTHING"
+        )
+        self._run(lambda conn: conn.cursor().executemany(sql, rows))
+
+    def fetch(self, decision_id: str) -> dict[str, Any] | None:
+        def work(conn: Any) -> dict[str, Any] | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM decisions WHERE decision_id = %s", (decision_id,)
+            ).fetchone()
+            return _record(row) if row else None
+
+        return self._run(work)
+
+    def probe(self) -> None:
+        def work(conn: Any) -> None:
+            row = conn.execute(
+                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"
+            ).fetchone()
+            if row[0] or row[1] == "on":
+                raise RuntimeError("the PostgreSQL server is read-only")
+
+        self._run(work)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
+
+
+def _refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"decision log schema is at version {version}; this kaq knows up to {SCHEMA_VERSION}"
+        )
+
+
+def backend_for(url: str) -> _Backend:
+    """The backend a `KAQ_DB_URL` names."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return _Postgres(url)
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://") :]
+        if path in ("", "/", "/:memory:"):
+            return _SQLite(":memory:")
+        # sqlite:///kaq.db is relative, sqlite:////var/kaq.db absolute (as in SQLAlchemy).
+        return _SQLite(path[1:] if path.startswith("/") else path)
+    raise ValueError(f"unsupported decision log URL: {url!r}")
+
+
+class DecisionLog:
+    """Asynchronous face of the log; every call runs on the log's own thread."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._backend = backend_for(url)
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if isinstance(self._backend, _Postgres) else "sqlite"
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="kaq-db")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, partial(fn, *args))
+        except SchemaTooNew:
+            raise
+        except Exception as exc:
+            log.error("decision log error: %s", exc)
+            raise DecisionLogError(f"The decision log failed: {type(exc).__name__}.") from exc
+
+    async def open(self) -> int:
+        """Connect and bring the schema to `SCHEMA_VERSION`; returns the version."""
+        return await self._call(self._backend.migrate)
+
+    async def write(self, decisions: Sequence[Decision]) -> None:
+        """Store decisions in one transaction; returns once they are durable."""
+        if decisions:
+            rows = [d.row() for d in decisions]
+            started = time.perf_counter()
+            await self._call(self._backend.insert, rows)
+            log.debug(
+                "logged %d decisions in %.1f ms", len(rows), (time.perf_counter() - started) * 1e3
+            )
+
+    async def get(self, decision_id: str) -> dict[str, Any] | None:
+        """A stored decision, or None."""
+        return await self._call(self._backend.fetch, decision_id)
+
+    async def check_writable(self) -> None:
+        """Raise DecisionLogError unless a write could happen now."""
+        await self._call(self._backend.probe)
+
+    async def schema_version(self) -> int:
+        return await self._call(self._backend.schema_version)
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread."""
+        if self._executor is not None:
+            try:
+                await self._call(self._backend.close)
+            finally:
+                self._executor.shutdown(wait=True)
+                self._executor = None

@@ -1,0 +1,55 @@
+"""Service settings, read from `KAQ_*` environment variables and validated at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="KAQ_", extra="ignore", frozen=True)
+
+    rulesets: Path = Field(Path("rulesets"), description="Folder of the rulesets to serve.")
+    db_url: str = Field(
+        "sqlite:///kaq.db",
+        description="Decision log: sqlite:///relative.db, sqlite:////abs.db or postgresql://...",
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of the admin endpoints; unset disables them (403)."
+    )
+    max_body_bytes: int = Field(1 * MiB, gt=0, description="Cap of a single-account body.")
+    max_batch_bytes: int = Field(32 * MiB, gt=0, description="Cap of a JSON batch/portfolio body.")
+    max_batch_items: int = Field(10_000, gt=0, description="Accounts per JSON batch or portfolio.")
+    max_json_depth: int = Field(16, gt=2, description="Deepest nesting accepted in a JSON body.")
+    max_string_chars: int = Field(
+        10_000, gt=0, description="Longest string (value or key) accepted in a JSON body."
+    )
+    default_ruleset: str = Field("key-account", description="Ruleset used without ?ruleset=.")
+    log_chunk_size: int = Field(
+        256, gt=0, description="Batch verdicts written to the decision log per transaction."
+    )
+
+    @field_validator("db_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("KAQ_DB_URL must start with sqlite:// or postgresql://")
+        return value
+
+    @property
+    def admin_enabled(self) -> bool:
+        """Admin endpoints answer only when a non-empty token is configured."""
+        return bool(self.admin_token and self.admin_token.get_secret_value())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -182,7 +182,7 @@ def print_coverage(console: Console, cov: RulesetCoverage, coverage_min: float |
     line = (
         f"coverage {cov.ruleset}: {cov.percent:.1f}% of rules fired and not fired "
         f"({len(cov.covered)} of {len(cov.rules)}; {len(cov.partial)} partial, "
-        f"{len(cov.uncovered)} uncovered; {cov.cases} case{'s' if cov.cases != 1 else ''}); "
+        f"{len(cov.uncovered)} uncovered; {cov.cases} evaluated); "
         f"thresholds {cov.threshold_percent:.1f}% on both sides "
         f"({threshold_covered} of {threshold_total})"
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.casetest import (
     ERROR,
@@ -344,3 +346,49 @@ def test_format_result_shows_expected_actual_and_deciding_facts():
     assert "decision step 2 chose key_account" in text
     assert "annual_spend=2000000" in text
     assert "annual_spend >= big_spend: 2000000 >= 1000000 -> true (param big_spend)" in text
+
+
+# --------------------------------------------------------------------------- properties
+
+RULE_IDS = ["qualify.a", "qualify.b", "segment.c", "guard.d", "guard.e"]
+
+
+@st.composite
+def verdicts(draw: st.DrawFn) -> dict[str, Any]:
+    outcomes = {r: draw(st.sampled_from(["fired", "not_fired", "not_evaluable"])) for r in RULE_IDS}
+    return {
+        "qualification": draw(st.sampled_from(["key_account", "not_key_account"])),
+        "score": draw(st.floats(0, 100, allow_nan=False)),
+        "segments": draw(st.lists(st.sampled_from(["x", "y", "z"]), unique=True)),
+        "stage": draw(st.sampled_from([None, "grow"])),
+        "criteria": [
+            {"rule": r, "outcome": draw(st.sampled_from(["met", "partly_met", "not_met"]))}
+            for r in RULE_IDS[:2]
+        ],
+        "guardrails": [
+            {"rule": r, "severity": draw(st.sampled_from(["info", "warning", "high"]))}
+            for r in RULE_IDS[3:]
+            if outcomes[r] == "fired"
+        ],
+        "missing_facts": sorted(draw(st.sets(st.sampled_from(["f1", "f2", "f3"])))),
+        "trace": [{"rule": r, "outcome": o, "facts": {}} for r, o in outcomes.items()],
+    }
+
+
+@given(verdicts(), st.randoms())
+def test_compare_accepts_any_want_read_off_the_verdict(v: dict[str, Any], rnd: Any) -> None:
+    want: dict[str, Any] = {
+        "qualification": v["qualification"],
+        "score": v["score"] + 1e-7,
+        "segments": list(reversed(v["segments"])),
+        "stage": v["stage"],
+        "guardrails": {g["rule"]: g["severity"] for g in v["guardrails"]},
+        "missing_facts": list(reversed(v["missing_facts"])),
+        "criteria": {c["rule"]: c["outcome"] for c in v["criteria"]},
+    }
+    for t in v["trace"]:
+        want.setdefault(t["outcome"], []).append(t["rule"])
+    keys = list(want)
+    rnd.shuffle(keys)
+    assert compare({k: want[k] for k in keys[: rnd.randint(0, len(keys))]}, v) == []
+    assert compare(want, v) == []

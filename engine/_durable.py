@@ -44,7 +44,7 @@ STAGE_FIELD = "kaq_stage"
 CATCH_ALL = "c"
 MAX_ATOMS = 480  # below the 512 where create_ruleset loops forever
 MAX_FIELDS = 200  # below the ~254 properties where a fact is refused (error 302)
-MAX_MAGNITUDE = 1e15  # integers stay far inside 64 bits; floats keep 6 decimals exactly
+MAX_MAGNITUDE = 1e15  # constants and facts; beyond it values are clamped (see encode_value)
 
 _names = itertools.count()
 _sids = itertools.count()
@@ -55,15 +55,16 @@ def encode_value(value: Any) -> str:
     """JSON text for one value the engine will see: no exponents, finite, bounded."""
     if isinstance(value, bool):
         return "1" if value else "0"
-    if isinstance(value, int):
-        if abs(value) > MAX_MAGNITUDE:
-            raise EngineError(f"number {value} is beyond ±{MAX_MAGNITUDE:.0f}")
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
             raise EngineError("non-finite number cannot reach the engine")
         if abs(value) > MAX_MAGNITUDE:
-            raise EngineError(f"number {value} is beyond ±{MAX_MAGNITUDE:.0f}")
+            # Every constant a rule compares with is within ±MAX_MAGNITUDE (checked at load),
+            # so clamping further out keeps each comparison's result; the `.0` makes the C
+            # parser read a double instead of clamping a 64-bit integer.
+            return "-100000000000000000.0" if value < 0 else "100000000000000000.0"
+        if isinstance(value, int):
+            return str(value)
         if value.is_integer():
             return str(int(value))
         text = format(Decimal(repr(value)), "f")

@@ -652,7 +652,11 @@ class _Compiler:
                 elif x.scope == "derived":
                     edeps.extend(input_deps_of.get(x.name, []))
             r.esc_input_deps.append(list(dict.fromkeys(edeps)))
-        r.comparisons = comparisons
+        # one trace record per distinct comparison (escalations often repeat the condition's)
+        unique: dict[str, E.Node] = {}
+        for c in comparisons:
+            unique.setdefault(E.unparse(c), c)
+        r.comparisons = list(unique.values())
 
         # templates
         if decl.message:

@@ -20,6 +20,7 @@ MAX_NODES = 200
 MAX_DEPTH = 24
 MAX_AT_LEAST_TERMS = 6
 ROUND_DIGITS = 6
+MAX_CONSTANT = 1e15  # the engine compares exactly up to here (see engine/_durable.py)
 
 FUNCTIONS = ("abs", "at_least", "count", "known", "len", "max", "min")
 KEYWORDS = ("true", "false", "and", "or", "not", "in")
@@ -301,6 +302,10 @@ def _convert(node: ast.AST, text: str, depth: int) -> Node:
         if isinstance(v, int | float):
             if isinstance(v, float) and not math.isfinite(v):
                 raise ExprError("expr.disallowed", "non-finite number", off)
+            if abs(v) > MAX_CONSTANT:
+                raise ExprError(
+                    "expr.value_range", f"number {v} is beyond ±{MAX_CONSTANT:.0e}", off
+                )
             return Const(v, offset=off)
         if isinstance(v, str):
             return Const(v, offset=off)
@@ -598,6 +603,8 @@ def _check_call(node: Call, symbols: Mapping[str, Symbol]) -> Type:
 def rnd(v: Any) -> Any:
     """Round numbers to the comparison precision; leave everything else."""
     if isinstance(v, float):
+        if not math.isfinite(v):
+            return None  # an overflowing computation is unknown, never infinite
         r = round(v, ROUND_DIGITS)
         return int(r) if r.is_integer() and abs(r) < 2**53 else r
     return v

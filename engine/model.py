@@ -70,6 +70,8 @@ class ParamDecl(_Strict):
     def _finite(cls, v: Any) -> Any:
         if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
             raise ValueError("a param must be a finite number")
+        if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > 1e15:
+            raise ValueError("a param must be between -1e15 and 1e15")
         return v
 
 

@@ -49,6 +49,15 @@ def diff(
     repo: Annotated[
         Path, typer.Option("--repo", help="Git repository that revisions are read from.")
     ] = Path("."),
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="Worker processes for large corpora (default: the CPUs available, at most 8).",
+            show_default=False,
+        ),
+    ] = None,
     rulesets_path: Annotated[
         str, typer.Option("--rulesets-path", help="Folder of the rulesets inside a revision.")
     ] = "rulesets",
@@ -58,6 +67,7 @@ def diff(
     from engine.impact import (
         ImpactError,
         analyze,
+        default_jobs,
         exceeds,
         load_corpus,
         read_side,
@@ -79,7 +89,14 @@ def diff(
         base_side = read_side(base_spec, repo=repo, rulesets_path=rulesets_path)
         head_side = read_side(head_spec, repo=repo, rulesets_path=rulesets_path)
         accounts = load_corpus(corpus)
-        report = analyze(base_side, head_side, accounts, ruleset=ruleset, top=top)
+        report = analyze(
+            base_side,
+            head_side,
+            accounts,
+            ruleset=ruleset,
+            top=top,
+            jobs=jobs if jobs is not None else default_jobs(),
+        )
     except ImpactError as e:
         typer.echo(f"kaq diff: {e}", err=True)
         raise typer.Exit(2) from e

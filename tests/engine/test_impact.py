@@ -202,7 +202,7 @@ def test_renderers_show_headline_and_matrix() -> None:
             [_verdict("potential_key_account", 70), _verdict("not_key_account")],
         ),
         "elapsed_seconds": {"load": 0.1, "evaluate": 0.2, "total": 0.3},
-        "accounts_per_second": 10.0,
+        "evaluations_per_second": 10.0,
     }
     md = render_markdown(report)
     assert md.startswith("### ⚠️ kaq diff `demo`: 1 of 2 accounts change verdict")
@@ -292,3 +292,21 @@ def _raise_threshold(text: str, old: int, new: int) -> str:
     head, sep, tail = text.partition("  key_account_min_score:")
     assert sep, "the ruleset has no key_account_min_score param"
     return head + sep + tail.replace(f"value: {old}", f"value: {new}", 1)
+
+
+def test_worker_processes_give_the_same_report_as_one_process(tmp_path: Path) -> None:
+    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    (tmp_path / "key-account.yaml").write_text(_raise_threshold(text, 70, 75), encoding="utf-8")
+    accounts = generate_accounts(200, seed=5)
+    base, head = read_side(str(ROOT / "rulesets")), read_side(str(tmp_path))
+    one = analyze(base, head, accounts)
+    two = analyze(base, head, accounts, jobs=2, parallel_min=0)
+    assert two["jobs"] == 2
+    for key in ("transitions", "changed_accounts", "guardrails", "scores", "top"):
+        assert one[key] == two[key], key
+
+
+def test_identical_sides_are_evaluated_once() -> None:
+    side = read_side(str(ROOT / "rulesets"))
+    report = analyze(side, side, generate_accounts(20, seed=1))
+    assert report["evaluations"] == 20 and report["changed"] == 0

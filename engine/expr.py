@@ -842,8 +842,54 @@ def _build(node: Node) -> Callable[[Mapping[str, Any]], Any]:  # noqa: C901 - on
         f = closure(node.operand)
         return lambda env: None if (x := f(env)) is None else not x
     if isinstance(node, Call):
-        return lambda env: _call(node, env)
+        return _build_call(node)
     raise TypeError(f"cannot compile {node!r}")
+
+
+def _build_call(node: Call) -> Callable[[Mapping[str, Any]], Any]:
+    f = node.func
+    if f == "known":
+        arg = closure(node.args[0])
+        return lambda env: arg(env) is not None
+    if f == "at_least":
+        n = node.args[0].value  # type: ignore[attr-defined]
+        conds = [closure(a) for a in node.args[1:]]
+
+        def at_least(env: Mapping[str, Any]) -> Any:
+            trues = unknown = 0
+            for c in conds:
+                v = c(env)
+                if v is True:
+                    trues += 1
+                elif v is None:
+                    unknown += 1
+            if trues >= n:
+                return True
+            return False if trues + unknown < n else None
+
+        return at_least
+    args = [closure(a) for a in node.args]
+    if f == "count":
+        lst, wanted = args[0], set(node.args[1].values)  # type: ignore[attr-defined]
+
+        def count(env: Mapping[str, Any]) -> Any:
+            v = lst(env)
+            return None if v is None else sum(1 for x in set(v) if x in wanted)
+
+        return count
+    if f == "len":
+        a0 = args[0]
+        return lambda env: None if (v := a0(env)) is None else len(set(v))
+    if f == "abs":
+        a0 = args[0]
+        return lambda env: None if (v := a0(env)) is None else abs(v)
+    pick = min if f == "min" else max
+
+    def extreme(env: Mapping[str, Any]) -> Any:
+        vals = [a(env) for a in args]
+        return None if any(v is None for v in vals) else pick(vals)
+
+    return extreme
 
 
 def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, Any]]:

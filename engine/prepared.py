@@ -14,7 +14,7 @@ from ._durable import EngineRuleset
 from .compile import Compiled, Program, Rule, compile_source
 from .errors import EngineError, FactsError
 from .model import SEVERITY_RANK
-from .render import render
+from .render import placeholders, render
 
 
 @dataclass
@@ -54,6 +54,8 @@ class PreparedRuleset:
         )
         self.portfolio_params: dict[str, Any] = dict(self._port.params) if self._port else {}
         self._ruleset_ref = {"name": self.name, "version": self.version, "digest": self.digest}
+        self._names: dict[int, tuple[str, ...]] = {}
+        self._rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
 
     # -- public surface
     def validate_facts(self, raw: Any) -> dict[str, Any]:
@@ -222,10 +224,36 @@ class PreparedRuleset:
     ) -> dict[str, str] | None:
         if text is None:
             return None
-        return {
-            lang: render(text[lang], env, prog.units, lang, self.currency, self._c.labels)
-            for lang in ("en", "zh")
-        }
+        # Rendering is a pure function of the template and the values it names; accounts
+        # share most of those values (enums, booleans, params), so it is memoised.
+        names = self._names.get(id(text))
+        if names is None:
+            names = tuple(
+                dict.fromkeys(n for lang in ("en", "zh") for n, _s in placeholders(text[lang]))
+            )
+            self._names[id(text)] = names
+        key = (id(text), *(_hashable(env.get(n)) for n in names))
+        hit = self._rendered.get(key)
+        if hit is None:
+            hit = tuple(
+                render(text[lang], env, prog.units, lang, self.currency, self._c.labels)
+                for lang in ("en", "zh")
+            )
+            if len(self._rendered) >= _MEMO_SIZE:
+                self._rendered.clear()
+            self._rendered[key] = hit
+        return {"en": hit[0], "zh": hit[1]}
+
+
+_MEMO_SIZE = 20_000
+
+
+def _hashable(v: Any) -> Any:
+    # lists are the only unhashable fact values; 1 and 1.0 and True hash alike, so the
+    # type is part of the key (a message prints `1` and `1.0` and `yes` differently)
+    if isinstance(v, list):
+        return tuple(v)
+    return (type(v), v)
 
 
 def load_ruleset(path: Path | str) -> PreparedRuleset:

@@ -1,0 +1,147 @@
+"""Engine throughput, one core: full verdicts vs the bare engine vs plain Python.
+
+    .venv/bin/python benchmarks/engine.py [--n 3000] [--repeat 3]
+
+Prints, for the default ruleset on the shipped corpus (corpus/accounts-2000.jsonl):
+1. evaluations/s with the full verdict and trace (`PreparedRuleset.evaluate_valid`);
+2. the bare engine floor: the same stage facts asserted into the same durable_rules ruleset,
+   C module driven directly, empty actions (only the names of the fired rules are read);
+3. plain Python: the same conditions evaluated by the Kleene closures, no engine;
+and the ratios between them. Median of --repeat runs; CPU time of this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import durable_rules_engine as dre  # noqa: E402  (the bare floor drives the C module itself)
+
+from engine import load_ruleset  # noqa: E402
+from engine._durable import encode_fact  # noqa: E402
+from engine.prepared import _run  # noqa: E402
+
+
+def _stage_facts(rs: Any, facts: dict[str, Any]) -> list[str]:
+    """The exact fact texts the evaluator asserts for one account, per stage."""
+    run = _run(rs._prog, rs._engine, facts)
+    env = run.env
+    texts = []
+    for level in rs._prog.levels:
+        fields = {"kaq_stage": level}
+        for slot in rs._prog.level_fields.get(level, ()):
+            v = slot.fn(env)
+            if v is not None:
+                fields[slot.field] = v
+        texts.append(fields)
+    return texts
+
+
+def bare_floor(rs: Any, staged: list[list[dict[str, Any]]]) -> float:
+    handle = rs._engine._handle
+    sid = "bench"
+    prepared = []
+    for stages in staged:
+        texts = [encode_fact({"sid": sid, "id": "o", "kaq_stage": 0})]
+        for i, fields in enumerate(stages):
+            texts.append(encode_fact({"sid": sid, "id": f"s{i}", **fields}))
+        prepared.append(texts)
+    fired = 0
+    t0 = time.process_time()
+    for texts in prepared:
+        for text in texts:
+            result = dre.assert_fact(handle, text)
+            if result[0] != 0:
+                continue
+            started = dre.start_action_for_state(handle, result[1])
+            message = started[1] if started else None
+            while message:
+                fired += 1
+                message = dre.complete_and_start_action(handle, result[1])
+        dre.delete_state(handle, sid)
+    elapsed = time.process_time() - t0
+    return len(prepared) / elapsed
+
+
+def full(rs: Any, accounts: list[dict[str, Any]]) -> float:
+    t0 = time.process_time()
+    for facts in accounts:
+        rs.evaluate_valid(facts)
+    return len(accounts) / (time.process_time() - t0)
+
+
+def plain_python(rs: Any, accounts: list[dict[str, Any]]) -> float:
+    prog = rs._prog
+    t0 = time.process_time()
+    for facts in accounts:
+        env = dict(facts)
+        for d in prog.derived:
+            v = d.fn(env)
+            if v is not None:
+                env[d.name] = v
+        env.setdefault("qualification", "key_account")
+        env.setdefault("score", 0)
+        env.setdefault("segments", [])
+        for r in prog.rules:
+            r.cond_fn(env)
+            if r.partly_fn is not None:
+                r.partly_fn(env)
+    return len(accounts) / (time.process_time() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000, help="accounts per run")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ruleset", default=str(ROOT / "rulesets" / "key-account.yaml"))
+    ap.add_argument("--corpus", default=str(ROOT / "corpus" / "accounts-2000.jsonl"))
+    args = ap.parse_args()
+
+    rs = load_ruleset(args.ruleset)
+    raw = [json.loads(line) for line in Path(args.corpus).read_text().splitlines() if line.strip()]
+    accounts = [rs.validate_facts(a) for a in raw]
+    while len(accounts) < args.n:
+        accounts += accounts
+    accounts = accounts[: args.n]
+    staged = [_stage_facts(rs, a) for a in accounts]
+    engine_rules = len(rs._prog.engine_rules)
+    fired = sum(
+        1 for a in accounts[:200] for t in rs.evaluate_valid(a)["trace"] if t["outcome"] == "fired"
+    ) / min(200, len(accounts))
+
+    results: dict[str, list[float]] = {"full": [], "bare": [], "python": []}
+    for _ in range(args.repeat):
+        results["full"].append(full(rs, accounts))
+        results["bare"].append(bare_floor(rs, staged))
+        results["python"].append(plain_python(rs, accounts))
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(
+        f"ruleset {rs.name} {rs.version}: {len(rs.rules)} rules -> {engine_rules} engine rules "
+        f"in {len(rs._prog.levels)} stages; {fired:.1f} rules fire per account on average"
+    )
+    print(
+        f"accounts: {len(accounts)} from {Path(args.corpus).name}; median of {args.repeat} runs, "
+        "CPU time, one core"
+    )
+    print(f"  full verdict with trace : {med['full']:>9,.0f} eval/s  ({1e6 / med['full']:.0f} µs)")
+    print(f"  bare engine floor       : {med['bare']:>9,.0f} eval/s  ({1e6 / med['bare']:.0f} µs)")
+    print(
+        f"  plain Python conditions : {med['python']:>9,.0f} eval/s  ({1e6 / med['python']:.0f} µs)"
+    )
+    print(f"  full / bare engine      : {med['full'] / med['bare']:.2f}")
+    print(f"  full / plain Python     : {med['full'] / med['python']:.2f}")
+    print(f"  bare engine / Python    : {med['bare'] / med['python']:.2f}")
+    print("  target: >= 5,000 eval/s full verdict with trace")
+    rs.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -253,8 +253,11 @@ def _decl_changes(base: Mapping[str, Any], head: Mapping[str, Any], what: str) -
             hv = _plain(h.get("value")) if isinstance(h, Mapping) else None
             if what == "param":
                 entry["base"], entry["head"] = bv, hv
+        section = {"param": "params", "derived": "derived", "fact": "facts"}[what]
         entry["diff"] = _udiff(
-            {name: b} if b is not None else None, {name: h} if h is not None else None, what
+            {name: b} if b is not None else None,
+            {name: h} if h is not None else None,
+            f"{section}.{name}",
         )
         out.append(entry)
     return out

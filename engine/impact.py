@@ -387,10 +387,29 @@ def _trace(verdict: Any) -> dict[str, Mapping[str, Any]]:
     return {t["rule"]: t for t in verdict.get("trace") or () if isinstance(t, Mapping)}
 
 
+@dataclass(frozen=True)
+class _ParamReads:
+    """The changed params, and which of them each rule and the decision steps read."""
+
+    values: Mapping[str, tuple[Any, Any]]
+    by_rule: Mapping[str, Sequence[str]] | None = None  # None: unknown, show all on a move
+    by_decision: Sequence[str] | None = None
+
+    def of_rule(self, rid: str) -> list[str]:
+        return [n for n in (self.by_rule or {}).get(rid, ()) if n in self.values]
+
+    def of_decision(self) -> list[str]:
+        names = self.values if self.by_decision is None else self.by_decision
+        return [n for n in names if n in self.values]
+
+
 def _moving_facts(
-    base: Any, head: Any, changed_params: Mapping[str, tuple[Any, Any]]
+    base: Any, head: Any, params: _ParamReads
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rules whose outcome changed, and the facts they read (`base → head` where they differ)."""
+    """Rules whose outcome changed, and the facts and changed params they read.
+
+    A value that differs between the sides is shown as `{"base": ..., "head": ...}`.
+    """
     bt, ht = _trace(base), _trace(head)
     rules = []
     facts: dict[str, Any] = {}
@@ -407,11 +426,16 @@ def _moving_facts(
                 continue
             bv, hv = bf.get(name), hf.get(name)
             facts[name] = hv if bv == hv or name not in bf else {"base": bv, "head": hv}
+        for name in params.of_rule(rid):
+            bv, hv = params.values[name]
+            facts.setdefault(name, {"base": bv, "head": hv})
     if isinstance(base, Mapping) and isinstance(head, Mapping):
         if base.get("qualification") != head.get("qualification"):
             # The decision steps compare the score with params: show what they read.
-            facts.setdefault("score", head.get("score"))
-            for name, (bv, hv) in changed_params.items():
+            bs, hs = base.get("score"), head.get("score")
+            facts.setdefault("score", hs if bs == hs else {"base": bs, "head": hs})
+            for name in params.of_decision():
+                bv, hv = params.values[name]
                 facts.setdefault(name, {"base": bv, "head": hv})
     return rules, facts
 
@@ -442,11 +466,18 @@ def compare_verdicts(
     *,
     top: int = 10,
     changed_params: Mapping[str, tuple[Any, Any]] | None = None,
+    rule_params: Mapping[str, Sequence[str]] | None = None,
+    decision_params: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Compare the verdicts (or per-account errors) of both sides, account by account."""
+    """Compare the verdicts (or per-account errors) of both sides, account by account.
+
+    `changed_params` maps a param to its (base, head) values; `rule_params` and
+    `decision_params` say which of them each rule and the decision steps read, so
+    that the top accounts show the params that moved them.
+    """
     if not len(accounts) == len(base) == len(head):
         raise ValueError("accounts, base and head verdicts differ in length")
-    changed_params = changed_params or {}
+    params = _ParamReads(changed_params or {}, rule_params, decision_params)
     transitions: dict[str, Counter[str]] = {}
     guard_new: Counter[str] = Counter()
     guard_cleared: Counter[str] = Counter()
@@ -490,7 +521,7 @@ def compare_verdicts(
     changed_idx.sort(key=lambda item: item[0])
     top_accounts = []
     for _, i, b, h in changed_idx[: max(top, 0)]:
-        rules, facts = _moving_facts(base[i], head[i], changed_params)
+        rules, facts = _moving_facts(base[i], head[i], params)
         account = accounts[i]
         top_accounts.append(
             {
@@ -709,7 +740,13 @@ def analyze(
     )
     changed_params = {p["name"]: (p.get("base"), p.get("head")) for p in changes["params_changed"]}
     verdicts = compare_verdicts(
-        accounts, base_verdicts, head_verdicts, top=top, changed_params=changed_params
+        accounts,
+        base_verdicts,
+        head_verdicts,
+        top=top,
+        changed_params=changed_params,
+        rule_params={r["id"]: r["reads_changed"] for r in changes["rules_changed"]},
+        decision_params=changes["decision"]["reads_changed"],
     )
     finished = time.perf_counter()
     return {
@@ -760,7 +797,7 @@ def _fmt_int(n: int) -> str:
 
 
 def _fmt_delta(x: float) -> str:
-    return f"{x:+.6g}" if x else "0"
+    return f"{x:+.2f}".rstrip("0").rstrip(".") if x else "0"
 
 
 def _value(v: Any) -> str:

@@ -310,3 +310,18 @@ def test_identical_sides_are_evaluated_once() -> None:
     side = read_side(str(ROOT / "rulesets"))
     report = analyze(side, side, generate_accounts(20, seed=1))
     assert report["evaluations"] == 20 and report["changed"] == 0
+
+
+def test_top_accounts_show_only_the_changed_params_their_rules_read() -> None:
+    t = lambda outcome: [{"rule": "guard.margin", "outcome": outcome, "facts": {"m": 6}}]  # noqa: E731
+    base = [_verdict("key_account", 80, trace=t("not_fired"))]
+    head = [_verdict("key_account", 80, {"guard.margin": "warning"}, trace=t("fired"))]
+    (top,) = compare_verdicts(
+        [{"account_id": "A"}],
+        base,
+        head,
+        changed_params={"min_margin": (5, 8), "min_score": (70, 75)},
+        rule_params={"guard.margin": ["min_margin"]},
+        decision_params=["min_score"],
+    )["top"]
+    assert top["facts"] == {"m": 6, "min_margin": {"base": 5, "head": 8}}

@@ -1066,19 +1066,24 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 ),
                 "",
             ]  # fmt: skip
+        else:
+            out += ["**Guardrails:** no finding newly fires or clears.", ""]
         sc = report["scores"]
-        score_row = [
-            _fmt_int(sc["changed"]),
-            _fmt_delta(sc["mean_delta"]),
-            _fmt_delta(sc["min_delta"]),
-            _fmt_delta(sc["max_delta"]),
-        ]
-        out += [
-            "**Score shifts**",
-            "",
-            *_md_table(["accounts", "mean Δ", "min Δ", "max Δ"], [score_row]),
-            "",
-        ]
+        if sc["changed"]:
+            score_row = [
+                _fmt_int(sc["changed"]),
+                _fmt_delta(sc["mean_delta"]),
+                _fmt_delta(sc["min_delta"]),
+                _fmt_delta(sc["max_delta"]),
+            ]
+            out += [
+                "**Score shifts** (over the accounts whose score changed)",
+                "",
+                *_md_table(["accounts", "mean Δ", "min Δ", "max Δ"], [score_row]),
+                "",
+            ]
+        else:
+            out += ["**Scores:** unchanged for every account.", ""]
         extra = []
         if report["segments"]:
             extra += _md_table(

@@ -1,0 +1,441 @@
+"""One regression test per durable_rules trap that engine/_durable.py guards.
+
+durable_rules 2.0.28 is a C engine: a broken guard can segfault, hang or exhaust memory, so
+anything that could do that runs in a subprocess with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+from engine import _durable as D
+
+MINI = Path(__file__).resolve().parents[1] / "fixtures" / "rulesets" / "mini.yaml"
+
+FACTS = {
+    "account_id": {"type": "string", "required": True},
+    "n": {"type": "number"},
+    "m": {"type": "number"},
+    "big": {"type": "number", "min": -1e18, "max": 1e18},
+    "b": {"type": "boolean"},
+    "k": {"type": "enum", "values": ["x", "y"]},
+}
+
+
+def ruleset_text(rules: dict[str, str], facts: dict[str, Any] | None = None, **params: Any) -> str:
+    doc = {
+        "kaq": 1,
+        "name": "guards",
+        "version": "1",
+        "qualifications": {"q": {"en": "q", "zh": "q"}},
+        "facts": facts or FACTS,
+        "params": {k: {"value": v} for k, v in params.items()},
+        "rules": [
+            {"id": rid, "kind": "guardrail", "severity": "info", "when": when}
+            for rid, when in rules.items()
+        ],
+        "decision": {"steps": [{"qualification": "q"}]},
+    }
+    return json.dumps(doc)
+
+
+def outcomes(v: dict[str, Any]) -> dict[str, str]:
+    return {t["rule"]: t["outcome"] for t in v["trace"]}
+
+
+def run_script(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+@pytest.fixture
+def prepared():
+    made: list[engine.PreparedRuleset] = []
+
+    def make(rules: dict[str, str], facts: dict[str, Any] | None = None, **params: Any):
+        rs = engine.prepare("guards.yaml", ruleset_text(rules, facts, **params))
+        made.append(rs)
+        return rs
+
+    yield make
+    for rs in made:
+        rs.close()
+
+
+# --------------------------------------------------------------------------- states
+
+
+def test_delete_state_after_no_match_does_not_segfault():
+    script = """
+        import json, sys
+        import engine
+        from engine import _durable as D
+        rs = engine.prepare("g.yaml", sys.argv[1])
+        for i in range(500):
+            v = rs.evaluate({"account_id": f"A{i}", "n": -i})
+            assert v["trace"][0]["outcome"] == "not_fired", v["trace"]
+            v = rs.evaluate({"account_id": f"B{i}"})
+            assert v["trace"][0]["outcome"] == "not_evaluable", v["trace"]
+        engine_rs = rs._engine
+        for i in range(500):
+            with engine_rs.session() as s:
+                assert s.assert_stage(1, {}) == []
+        rs.close()
+        print("done")
+    """
+    proc = run_script(script, ruleset_text({"never": "n > 1000000"}))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "done"
+
+
+def test_states_do_not_leak_past_1024(prepared):
+    rs = prepared({"big_n": "n > 10"})
+    for i in range(2000):
+        assert outcomes(rs.evaluate({"account_id": "A", "n": i % 20}))["big_n"] == (
+            "fired" if i % 20 > 10 else "not_fired"
+        )
+    # a session left by an exception is deleted too
+    for _ in range(1100):
+        with pytest.raises(RuntimeError), rs._engine.session():
+            raise RuntimeError("boom")
+    assert outcomes(rs.evaluate({"account_id": "A", "n": 11}))["big_n"] == "fired"
+
+
+def test_identical_facts_twice_still_fire(prepared):
+    rs = prepared({"big_n": "n > 10", "kind_x": "k == 'x'"})
+    facts = {"account_id": "A", "n": 11, "k": "x"}
+    first = rs.evaluate(facts)
+    for _ in range(5):
+        assert rs.evaluate(dict(facts)) == first
+    assert outcomes(first) == {"big_n": "fired", "kind_x": "fired"}
+    # the same fields asserted twice in one session still fire both times
+    name = first["trace"][0]["rule"]
+    with rs._engine.session() as s:
+        fields = {slot.field: slot.fn({"n": 11, "k": "x"}) for slot in rs._prog.slots.values()}
+        once = s.assert_stage(1, fields)
+        twice = s.assert_stage(1, fields)
+    assert once and sorted(once) == sorted(twice), name
+
+
+def test_one_thread_evaluates_one_account_at_a_time(prepared):
+    rs = prepared({"big_n": "n > 10"})
+    with rs._engine.session(), pytest.raises(engine.EngineError):
+        rs._engine.session().__enter__()
+    assert outcomes(rs.evaluate({"account_id": "A", "n": 11}))["big_n"] == "fired"
+
+
+# --------------------------------------------------------------------------- field names
+
+
+@pytest.mark.parametrize("name", ["id", "sid", "kaq_stage"])
+def test_reserved_field_names_id_and_sid_are_rejected_as_fact_names(name):
+    facts = {**FACTS, name: {"type": "number"}}
+    with pytest.raises(engine.RulesetError) as info:
+        engine.prepare("g.yaml", ruleset_text({"r": "n > 1"}, facts))
+    assert "ruleset.reserved_name" in [d.code for d in info.value.diagnostics]
+
+
+@pytest.mark.parametrize("name", ["id", "sid", "kaq_stage"])
+def test_reserved_field_names_in_account_facts_are_refused(prepared, name):
+    rs = prepared({"r": "n > 1"})
+    with pytest.raises(engine.FactsError) as info:
+        rs.evaluate({"account_id": "A", "n": 2, name: "t0"})
+    assert [e["loc"] for e in info.value.errors] == [[name]]
+
+
+@pytest.mark.parametrize("name", ["f0", "f1", "c", "r0", "t0", "k1"])
+def test_user_names_like_the_generated_field_names_are_safe(prepared, name):
+    facts = {**FACTS, name: {"type": "number"}}
+    rs = prepared({"mine": f"{name} > 1", "other": "n > 1"}, facts)
+    assert outcomes(rs.evaluate({"account_id": "A", name: 2, "n": 0})) == {
+        "mine": "fired",
+        "other": "not_fired",
+    }
+    assert outcomes(rs.evaluate({"account_id": "A", name: 0, "n": 2})) == {
+        "mine": "not_fired",
+        "other": "fired",
+    }
+
+
+def test_reserved_and_odd_strings_in_values_are_safe(prepared):
+    facts = {**FACTS, "s": {"type": "string"}}
+    rs = prepared({"eq": "s == 'a\"b\\\\c'", "cn": "s == '大客户'"}, facts)
+    assert outcomes(rs.evaluate({"account_id": "A", "s": 'a"b\\c'}))["eq"] == "fired"
+    assert outcomes(rs.evaluate({"account_id": "A", "s": "大客户"}))["cn"] == "fired"
+    assert outcomes(rs.evaluate({"account_id": "A", "s": '"sid":"t0"'})) == {
+        "eq": "not_fired",
+        "cn": "not_fired",
+    }
+
+
+# --------------------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1e-05, "0.00001"),
+        (-2.5e-06, "-0.0000025"),
+        (1.5e-05, "0.000015"),
+        (123456789.125, "123456789.125"),
+        (1e15, "1000000000000000"),
+        (10**15, "1000000000000000"),
+        (True, "1"),
+        (False, "0"),
+    ],
+)
+def test_float_with_exponent_is_encoded_without_exponent(value, text):
+    assert D.encode_value(value) == text
+    encoded = D.encode_fact({"f0": value})
+    assert "e" not in encoded.lower().replace('"f0"', "")
+    assert json.loads(encoded)["f0"] == pytest.approx(float(value))
+
+
+def test_float_with_exponent_is_sent_without_exponent(prepared):
+    rs = prepared(
+        {"tiny": "n == tiny", "above": "n > tiny", "huge": "big > limit", "neg": "big < -limit"},
+        tiny=1e-05,
+        limit=1e15,
+    )
+    assert outcomes(rs.evaluate({"account_id": "A", "n": 1e-05, "big": 0})) == {
+        "tiny": "fired",
+        "above": "not_fired",
+        "huge": "not_fired",
+        "neg": "not_fired",
+    }
+    v = rs.evaluate({"account_id": "A", "n": 2e-05, "big": 1e16})
+    assert outcomes(v) == {
+        "tiny": "not_fired",
+        "above": "fired",
+        "huge": "fired",
+        "neg": "not_fired",
+    }
+    assert v["trace"][2]["facts"] == {"big": 1e16}  # the verdict keeps the exact value
+    v = rs.evaluate({"account_id": "A", "n": 1e-07, "big": -3e17})
+    assert outcomes(v)["neg"] == "fired"
+    assert outcomes(v)["above"] == "not_fired"  # 1e-07 rounds to 0 before comparing
+
+
+def test_exponent_sized_arithmetic_matches_the_explanation(prepared):
+    rs = prepared({"product": "n * m > 1000000000000000", "ratio": "n / m < 0.00001"})
+    assert outcomes(rs.evaluate({"account_id": "A", "n": 1e15, "m": 10})) == {
+        "product": "fired",
+        "ratio": "not_fired",
+    }
+    assert outcomes(rs.evaluate({"account_id": "A", "n": 1, "m": 1e6})) == {
+        "product": "not_fired",
+        "ratio": "fired",
+    }
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_rejected(prepared, bad):
+    rs = prepared({"r": "n > 1"})
+    with pytest.raises(engine.FactsError) as info:
+        rs.evaluate({"account_id": "A", "n": bad})
+    assert [e["loc"] for e in info.value.errors] == [["n"]]
+    with pytest.raises(engine.EngineError):
+        D.encode_value(bad)
+
+
+@pytest.mark.parametrize("literal", [".nan", ".inf", "-.inf"])
+def test_nan_and_infinity_params_are_rejected(literal):
+    text = ruleset_text({"r": "n > p"}, p=1).replace('"value": 1', f'"value": {literal}')
+    with pytest.raises(engine.RulesetError) as info:
+        engine.prepare("g.yaml", text)
+    assert [d.code for d in info.value.diagnostics] == ["ruleset.shape"]
+
+
+def test_division_by_zero_never_reaches_the_engine():
+    script = """
+        import json, sys
+        import engine
+        rs = engine.prepare("g.yaml", sys.argv[1])
+        text = json.dumps(rs._engine.definition)
+        for op in ("$add", "$sub", "$mul", "$div"):
+            assert op not in text, op
+        for i in range(200):
+            v = rs.evaluate({"account_id": "A", "n": i, "m": 0})
+            got = {t["rule"]: t["outcome"] for t in v["trace"]}
+            assert got == {"ratio": "not_evaluable", "literal": "not_evaluable",
+                           "guarded": "not_fired"}, got
+        v = rs.evaluate({"account_id": "A", "n": 6, "m": 3})
+        print(json.dumps({t["rule"]: t["outcome"] for t in v["trace"]}))
+    """
+    rules = {"ratio": "n / m > 1", "literal": "n / 0 > 1", "guarded": "m != 0 and n / m > 1"}
+    proc = run_script(script, ruleset_text(rules))
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert json.loads(proc.stdout) == {
+        "ratio": "fired",
+        "literal": "not_evaluable",
+        "guarded": "fired",
+    }
+
+
+def test_missing_operand_in_arithmetic_fires_neither_side(prepared):
+    rs = prepared({"above": "n > m + 1", "below": "n < m + 1"})
+    assert outcomes(rs.evaluate({"account_id": "A", "n": 5})) == {
+        "above": "not_evaluable",
+        "below": "not_evaluable",
+    }
+
+
+# --------------------------------------------------------------------------- rulesets
+
+
+def test_ruleset_versions_coexist_and_close_frees_them():
+    text = MINI.read_text(encoding="utf-8")
+    old = engine.prepare("mini.yaml", text)
+    new = engine.prepare("mini.yaml", text.replace("value: 1000000, unit: money", "value: 5"))
+    facts = {"account_id": "A", "spend": 600000, "kind": "company"}
+    try:
+        assert old._engine.name != new._engine.name
+        assert old.evaluate(facts)["criteria"][0]["outcome"] == "partly_met"
+        assert new.evaluate(facts)["criteria"][0]["outcome"] == "met"
+        old.close()
+        old.close()  # idempotent
+        with pytest.raises(engine.EngineError):
+            old.evaluate(facts)
+        assert new.evaluate(facts)["criteria"][0]["outcome"] == "met"
+    finally:
+        new.close()
+
+
+def test_closed_rulesets_free_their_memory():
+    script = """
+        import sys
+        import engine
+        text = open(sys.argv[1], encoding="utf-8").read()
+        def rss():
+            return int(open("/proc/self/statm").read().split()[1]) * 4096
+        for _ in range(5):
+            engine.prepare("m.yaml", text).close()
+        start = rss()
+        for _ in range(10):
+            engine.prepare("m.yaml", text).close()
+        closed = rss() - start
+        kept = [engine.prepare("m.yaml", text) for _ in range(10)]
+        held = rss() - start - closed
+        print(closed, held)
+    """
+    proc = run_script(script, str(MINI))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    closed, held = map(int, proc.stdout.split())
+    assert closed < held / 4, (closed, held)
+
+
+def _atoms_ruleset(counts: list[int]) -> str:
+    facts = {**FACTS, "w": {"type": "enum", "values": [f"v{i}" for i in range(200)]}}
+    rules = {
+        f"r{j}": "w in [" + ", ".join(f"'v{i}'" for i in range(n)) + "]"
+        for j, n in enumerate(counts)
+    }
+    return ruleset_text(rules, facts)
+
+
+def test_too_many_conditions_is_refused_before_create():
+    script = """
+        import sys
+        import engine
+        try:
+            engine.prepare("g.yaml", sys.argv[1]).close()
+            print("loaded")
+        except engine.KaqError as exc:
+            print("refused")
+        rs = engine.prepare("g.yaml", sys.argv[2])
+        v = rs.evaluate({"account_id": "A", "w": "v99"})
+        print(sorted({t["outcome"] for t in v["trace"]}))
+    """
+    too_many = _atoms_ruleset([190, 190, 190])  # 570 conditions
+    at_limit = _atoms_ruleset([190, 190, D.MAX_ATOMS - 380])
+    proc = run_script(script, too_many, at_limit, timeout=30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["refused", "['fired']"]
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def _accounts(n: int) -> list[dict[str, Any]]:
+    rnd = random.Random(7)
+    out = []
+    for i in range(n):
+        facts: dict[str, Any] = {"account_id": f"T-{i}"}
+        for name, make in (
+            ("kind", lambda: rnd.choice(["company", "public", "ngo"])),
+            ("spend", lambda: rnd.choice([0, 400000, 500000, 999999.5, 1000000, 2e7])),
+            ("years", lambda: rnd.randint(0, 5)),
+            ("cost", lambda: rnd.choice([0, 1000, 300000, 2e6])),
+            ("margin_pct", lambda: rnd.choice([-5, 0, 4.9, 5, 30])),
+            ("active", lambda: rnd.random() < 0.5),
+            ("partner", lambda: rnd.random() < 0.5),
+            ("tags", lambda: rnd.sample(["a", "b", "c", "d"], rnd.randint(0, 4))),
+        ):
+            if rnd.random() < 0.8:
+                facts[name] = make()
+        out.append(facts)
+    return out
+
+
+def test_eight_threads_get_the_same_verdicts():
+    rs = engine.load_ruleset(MINI)
+    try:
+        accounts = _accounts(150)
+        sequential = [rs.evaluate(a) for a in accounts]
+        results: dict[int, list[dict[str, Any]]] = {}
+        errors: list[BaseException] = []
+        start = threading.Barrier(8)
+
+        def work(t: int) -> None:
+            try:
+                start.wait()
+                order = list(range(len(accounts)))
+                random.Random(t).shuffle(order)
+                got = [None] * len(accounts)
+                for _ in range(2):
+                    for i in order:
+                        got[i] = rs.evaluate(accounts[i])
+                results[t] = got  # type: ignore[assignment]
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=120)
+        assert not errors, errors
+        assert sorted(results) == list(range(8))
+        for t in range(8):
+            assert results[t] == sequential, t
+    finally:
+        rs.close()
+
+
+# --------------------------------------------------------------------------- no match
+
+
+def test_no_rule_matched_is_normal(prepared):
+    rs = prepared({"a": "n > 10", "b": "k == 'x'", "c": "b"})
+    v = rs.evaluate({"account_id": "A", "n": 1, "k": "y", "b": False})
+    assert outcomes(v) == {"a": "not_fired", "b": "not_fired", "c": "not_fired"}
+    assert v["guardrails"] == [] and v["missing_facts"] == []
+    with rs._engine.session() as s:
+        assert s.assert_stage(1, {}) == []
+        assert s.assert_stage(2, {"zz": 1}) == []

@@ -224,6 +224,11 @@ def build_openapi(app: FastAPI, settings: Settings | None, facts_schema: dict[st
         for op in path.values():
             responses = op.get("responses", {})
             for code in list(responses):
+                for media in responses[code].get("content", {}).values():
+                    # FastAPI merges other media types' schemas into a model's $ref: undo that.
+                    ref = media.get("schema", {}).get("$ref")
+                    if ref:
+                        media["schema"] = {"$ref": ref}
                 if code.isdigit() and int(code) >= 400:
                     responses[code] = _problem(
                         PROBLEMS.get(int(code), responses[code].get("description", ""))

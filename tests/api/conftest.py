@@ -129,3 +129,103 @@ KEY_FACTS = {
     "annual_spend": 12000000,
     "gross_margin_pct": 20,
 }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A `kaq serve` process."""
+
+    proc: Any
+    url: str
+    db_url: str
+    log: Path
+
+    def children(self) -> list[int]:
+        """Worker pids (under uvicorn's supervisor)."""
+        out = []
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            text = (task / "children").read_text().split()
+            out.extend(int(p) for p in text)
+        # The spawn context's resource tracker is a child too; workers run spawn_main.
+        return [p for p in out if b"spawn_main" in _cmdline(p)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def start_server(
+    tmp: Path,
+    *,
+    workers: int = 1,
+    tiny: bool = False,
+    port: int | None = None,
+    db_url: str | None = None,
+    ready_timeout: float = 60,
+) -> Server:
+    """Start `kaq serve` and wait until /readyz answers 200 (on every worker's socket)."""
+    import subprocess
+    import sys
+    import time
+
+    rulesets = tmp / "rulesets"
+    if not rulesets.exists():
+        copy_rulesets(rulesets, tiny=tiny)
+    port = port or free_port()
+    db_url = db_url or f"sqlite:///{tmp / 'kaq.db'}"
+    log = tmp / f"server-{port}-{time.time_ns()}.log"
+    env = {**os.environ, "KAQ_ADMIN_TOKEN": ADMIN_TOKEN}
+    if tiny:
+        env["KAQ_DEFAULT_RULESET"] = "tiny"
+    cmd = [
+        str(Path(sys.executable).parent / "kaq"),
+        "serve",
+        "--port",
+        str(port),
+        "--rulesets",
+        str(rulesets),
+        "--db",
+        db_url,
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(proc, f"http://127.0.0.1:{port}", db_url, log)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"kaq serve exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"kaq serve not ready: {log.read_text()[-2000:]}")
+
+
+def stop_server(server: Server) -> None:
+    import signal
+
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(30)
+        except Exception:
+            server.proc.kill()
+            server.proc.wait(10)

@@ -1,0 +1,41 @@
+# kaq service image: `docker build -t kaq .` then
+#   docker run -p 8000:8000 -v kaq-data:/data kaq
+# Rulesets are baked in at /app/rulesets; mount another folder there to change them
+# (then `docker kill -s HUP` reloads without a restart).
+
+# --- build: compilers live only here (durable_rules is a C extension) -------------
+FROM python:3.11-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, so code changes do not rebuild them.
+COPY pyproject.toml ./
+RUN mkdir -p engine api && touch engine/__init__.py api/__init__.py \
+ && pip install . && pip uninstall -y kaq
+COPY engine ./engine
+COPY api ./api
+RUN pip install --no-deps .
+
+# --- runtime: the venv, the rulesets, an unprivileged user ------------------------
+FROM python:3.11-slim AS runtime
+RUN groupadd --system kaq && useradd --system --gid kaq --home-dir /app --shell /usr/sbin/nologin kaq \
+ && mkdir -p /app /data && chown kaq:kaq /data
+COPY --from=build /opt/venv /opt/venv
+COPY --chown=kaq:kaq rulesets /app/rulesets
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    KAQ_RULESETS=/app/rulesets \
+    KAQ_DB_URL=sqlite:////data/kaq.db
+WORKDIR /app
+USER kaq
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+# One process per worker (durable_rules is not shared between threads); scale with --workers.
+CMD ["kaq", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

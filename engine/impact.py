@@ -631,7 +631,7 @@ def _evaluate_all(rs: Any, accounts: Sequence[Mapping[str, Any]]) -> list[Any]:
     out: list[Any] = []
     for account in accounts:
         try:
-            out.append(_compact(rs.evaluate(account)))
+            out.append(_compact(rs.evaluate(account, texts=False)))
         except KaqError as e:
             out.append(_compact(e))
     return out

@@ -62,9 +62,13 @@ class PreparedRuleset:
         """Validated facts (nulls dropped, lists de-duplicated); raises FactsError."""
         return F.validate(self.facts_model, raw)
 
-    def evaluate(self, raw: Any) -> dict[str, Any]:
-        """Validate and evaluate one account; the verdict as plain data."""
-        return self.evaluate_valid(self.validate_facts(raw))
+    def evaluate(self, raw: Any, *, texts: bool = True) -> dict[str, Any]:
+        """Validate and evaluate one account; the verdict as plain data.
+
+        ``texts=False`` skips what only people read (messages, recommendations, summary,
+        trace comparisons): the same decisions, for bulk analysis such as `kaq diff`.
+        """
+        return self.evaluate_valid(self.validate_facts(raw), texts=texts)
 
     def evaluate_many(self, raws: Iterable[Any]) -> Iterator[dict[str, Any] | FactsError]:
         """Per item: a verdict, or the FactsError of an invalid item (the others go on)."""
@@ -74,11 +78,11 @@ class PreparedRuleset:
             except FactsError as exc:
                 yield exc
 
-    def evaluate_valid(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+    def evaluate_valid(self, facts: Mapping[str, Any], *, texts: bool = True) -> dict[str, Any]:
         """Evaluate facts already returned by validate_facts."""
         prog = self._prog
         run = _run(prog, self._engine, facts)
-        return self._verdict(facts, run)
+        return self._verdict(facts, run, texts)
 
     def facts_schema(self) -> dict[str, Any]:
         """JSON Schema of the facts."""
@@ -134,10 +138,12 @@ class PreparedRuleset:
             self._port_engine.close()
 
     # -- verdict assembly
-    def _verdict(self, facts: Mapping[str, Any], run: _Run) -> dict[str, Any]:
+    def _verdict(self, facts: Mapping[str, Any], run: _Run, texts: bool = True) -> dict[str, Any]:
         prog = self._prog
         env = run.env
         values = {**prog.params, **env}  # what message templates read
+        text = self._text if texts else _no_text
+        message = self._message if texts else _no_message
         criteria = []
         guardrails = []
         trace = []
@@ -165,7 +171,7 @@ class PreparedRuleset:
                         "points": points,
                         "max_points": _num(r.weight),
                         "required": r.decl.required,
-                        "message": self._message(r, c_out, values, prog),
+                        "message": message(r, c_out, values, prog),
                         "facts": read,
                     }
                 )
@@ -176,21 +182,21 @@ class PreparedRuleset:
                     {
                         "rule": r.id,
                         "severity": sev,
-                        "message": self._message(r, "fired", values, prog),
-                        "recommendation": self._text(r.recommendation, values, prog),
+                        "message": message(r, "fired", values, prog),
+                        "recommendation": text(r.recommendation, values, prog),
                         "facts": read,
                     }
                 )
             elif r.kind == "stage" and outcome == "fired" and env.get("stage") == r.decl.stage:
                 recommendations = [
-                    {"rule": r.id, "message": self._text(item, values, prog)} for item in r.playbook
+                    {"rule": r.id, "message": text(item, values, prog)} for item in r.playbook
                 ]
             entry["facts"] = read
-            entry["comparisons"] = [f(env) for f in r.comparison_fns]
+            entry["comparisons"] = [f(env) for f in r.comparison_fns] if texts else []
             trace.append(entry)
         guardrails.sort(key=lambda g: -SEVERITY_RANK[g["severity"]])  # stable: ruleset order kept
         step = prog.steps[run.step] if run.step is not None else None
-        summary = self._text(step.reason, values, prog) if step and step.reason else None
+        summary = text(step.reason, values, prog) if step and step.reason else None
         return {
             "account_id": facts.get("account_id"),
             "ruleset": dict(self._ruleset_ref),
@@ -246,6 +252,14 @@ class PreparedRuleset:
 
 
 _MEMO_SIZE = 20_000
+
+
+def _no_text(*_args: Any) -> None:
+    return None
+
+
+def _no_message(*_args: Any) -> None:
+    return None
 
 
 def _hashable(v: Any) -> Any:

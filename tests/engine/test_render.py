@@ -1,0 +1,112 @@
+"""Message rendering: values formatted by unit and language; placeholders checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.render import format_value, placeholders, render
+
+
+@pytest.mark.parametrize(
+    ("value", "en", "zh"),
+    [
+        (12_000_000, "¥12,000,000", "1,200万元"),
+        (350_000_000, "¥350,000,000", "3.5亿元"),
+        (1e8, "¥100,000,000", "1亿元"),
+        (123_456_789, "¥123,456,789", "1.23亿元"),
+        (15_000, "¥15,000", "1.5万元"),
+        (9_999, "¥9,999", "9,999元"),
+        (1234.5, "¥1,234.5", "1,234.5元"),
+        (0, "¥0", "0元"),
+        (-2_500_000, "-¥2,500,000", "-250万元"),
+    ],
+)
+def test_money_in_english_and_chinese(value, en, zh):
+    assert format_value(value, "money", "en") == en
+    assert format_value(value, "money", "zh") == zh
+
+
+def test_money_in_other_currencies():
+    assert format_value(1_000, "money", "en", "USD") == "$1,000"
+    assert format_value(20_000, "money", "zh", "USD") == "2万美元"
+    assert format_value(5, "money", "en", "CHF") == "CHF 5"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(12.5, "12.5%"), (12.54, "12.5%"), (3, "3%"), (-0.24, "-0.2%")]
+)
+def test_percent_to_one_decimal(value, text):
+    assert format_value(value, "percent", "en") == text
+    assert format_value(value, "percent", "zh") == text
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.83, "0.83"), (0.8333, "0.83"), (1, "1.00")])
+def test_ratio_to_two_decimals(value, text):
+    assert format_value(value, "ratio", "en") == text
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [(3, "years", "3"), (2.5, "years", "2.5"), (12345, "count", "12,345"), (80, "points", "80")],
+)
+def test_plain_numbers(value, unit, text):
+    assert format_value(value, unit, "en") == text
+    assert format_value(value, None, "zh") == text
+
+
+@pytest.mark.parametrize(
+    ("value", "en", "zh"),
+    [
+        (["a", "b", "c"], "a, b and c", "a、b和c"),
+        (["a", "b"], "a and b", "a和b"),
+        (["a"], "a", "a"),
+        ([], "none", "无"),
+    ],
+)
+def test_lists_are_joined(value, en, zh):
+    assert format_value(value, None, "en") == en
+    assert format_value(value, None, "zh") == zh
+
+
+def test_unknown_booleans_and_strings():
+    assert format_value(None, "money", "en") == "unknown"
+    assert format_value(None, "money", "zh") == "未知"
+    assert format_value(True, None, "en") == "yes"
+    assert format_value(False, None, "zh") == "否"
+    assert format_value("commercial", None, "zh") == "commercial"
+
+
+def test_render_fills_placeholders_by_unit_and_language():
+    units = {"spend": "money", "margin": "percent", "tags": None}
+    values = {"spend": 12_000_000, "margin": 7.24, "tags": ["x", "y", "z"]}
+    template = "{spend} at {margin}: {tags}; exact {spend:raw}; {missing}"
+    assert render(template, values, units, "en") == (
+        "¥12,000,000 at 7.2%: x, y and z; exact 12000000; unknown"
+    )
+    assert render(template, values, units, "zh") == (
+        "1,200万元 at 7.2%: x、y和z; exact 12000000; 未知"
+    )
+
+
+def test_render_uses_labels_for_outcome_values():
+    labels = {"qualification": {"good": {"en": "good account", "zh": "好客户"}}}
+    labels["segments"] = {"big": {"en": "big spender", "zh": "大额"}}
+    values = {"qualification": "good", "segments": ["big", "other"]}
+    assert render("{qualification}; {segments}", values, {}, "en", labels=labels) == (
+        "good account; big spender and other"
+    )
+    assert render("{qualification}", values, {}, "zh", labels=labels) == "好客户"
+
+
+def test_render_keeps_literal_braces():
+    assert render("{{x}} {n}", {"n": 1}, {}, "en") == "{x} 1"
+
+
+def test_placeholders_lists_names_and_specs():
+    assert placeholders("a {x} b {y:raw} {{z}}") == [("x", ""), ("y", "raw")]
+
+
+@pytest.mark.parametrize("template", ["{x!r}", "{x.y}", "{x[0]}", "{x:.2f}", "{x", "}"])
+def test_placeholders_refuses_what_render_cannot_do(template):
+    with pytest.raises(ValueError):
+        placeholders(template)

@@ -16,24 +16,32 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KAQ_", extra="ignore", frozen=True)
 
-    rulesets: Path = Field(Path("rulesets"), description="Folder of the rulesets to serve.")
+    rulesets: Path = Field(default=Path("rulesets"), description="Folder of the rulesets to serve.")
     db_url: str = Field(
-        "sqlite:///kaq.db",
+        default="sqlite:///kaq.db",
         description="Decision log: sqlite:///relative.db, sqlite:////abs.db or postgresql://...",
     )
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token of the admin endpoints; unset disables them (403)."
+        default=None, description="Bearer token of the admin endpoints; unset disables them (403)."
     )
-    max_body_bytes: int = Field(1 * MiB, gt=0, description="Cap of a single-account body.")
-    max_batch_bytes: int = Field(32 * MiB, gt=0, description="Cap of a JSON batch/portfolio body.")
-    max_batch_items: int = Field(10_000, gt=0, description="Accounts per JSON batch or portfolio.")
-    max_json_depth: int = Field(16, gt=2, description="Deepest nesting accepted in a JSON body.")
+    max_body_bytes: int = Field(default=1 * MiB, gt=0, description="Cap of a single-account body.")
+    max_batch_bytes: int = Field(
+        default=32 * MiB, gt=0, description="Cap of a JSON batch/portfolio body."
+    )
+    max_batch_items: int = Field(
+        default=10_000, gt=0, description="Accounts per JSON batch or portfolio."
+    )
+    max_json_depth: int = Field(
+        default=16, gt=2, description="Deepest nesting accepted in a JSON body."
+    )
     max_string_chars: int = Field(
-        10_000, gt=0, description="Longest string (value or key) accepted in a JSON body."
+        default=10_000, gt=0, description="Longest string (value or key) accepted in a JSON body."
     )
-    default_ruleset: str = Field("key-account", description="Ruleset used without ?ruleset=.")
+    default_ruleset: str = Field(
+        default="key-account", description="Ruleset used without ?ruleset=."
+    )
     log_chunk_size: int = Field(
-        256, gt=0, description="Batch verdicts written to the decision log per transaction."
+        default=256, gt=0, description="Batch verdicts written to the decision log per transaction."
     )
 
     @field_validator("db_url")

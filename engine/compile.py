@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import expr as E
+from ._durable import encoder_for
 from .errors import Diagnostic, RulesetError
 from .model import (
     NAME_PATTERN,
@@ -65,9 +66,11 @@ class Slot:
     node: E.Node | None = None  # a hoisted expression
     diff: tuple[E.Node, E.Node] | None = None  # rnd(rnd(a) - rnd(b)) for a op b
     fn: Any = None  # env -> the value sent to the engine (None: field absent)
+    part: Any = None  # env -> '"field":value' as the engine reads it, or None
+    type: E.Type = E.NUMBER
 
     def build(self) -> None:
-        """The function that computes this slot's engine value from the environment."""
+        """The functions that compute this slot's engine value (and its JSON) from the env."""
         if self.name is not None:
             key = self.name
 
@@ -89,6 +92,34 @@ class Slot:
                 return _engine_value(f(env))
 
         self.fn = value
+        t = self.type
+        kind = (
+            "bool"
+            if t == E.BOOL
+            else "number"
+            if t == E.NUMBER
+            else "enum"
+            if t.kind == "string" and t.values
+            else "string"
+        )
+        enc = encoder_for(kind, t.values if kind == "enum" else None)
+        prefix = f'"{self.field}":'
+
+        if self.name is not None and kind != "number":
+            # booleans, enums and strings reach the engine as they are
+            key = self.name
+
+            def part(env: Mapping[str, Any]) -> str | None:
+                v = env.get(key)
+                return None if v is None else prefix + enc(v)
+
+        else:
+
+            def part(env: Mapping[str, Any]) -> str | None:
+                v = value(env)
+                return None if v is None else prefix + enc(v)
+
+        self.part = part
 
 
 def _engine_value(v: Any) -> Any:
@@ -814,11 +845,11 @@ class _Lowering:
             rule.engine[role] = name
         return name
 
-    def _slot_for_name(self, name: str) -> str:
+    def _slot_for_name(self, name: str, type_: E.Type) -> str:
         key = f"{name}@{self.level}"
         s = self.by_name.get(key)
         if s is None:
-            s = Slot(f"f{len(self.prog.slots)}", self.level, name=name)
+            s = Slot(f"f{len(self.prog.slots)}", self.level, name=name, type=type_)
             self.by_name[key] = s
             self.prog.slots[s.field] = s
         return s.field
@@ -827,7 +858,8 @@ class _Lowering:
         key = id(node) * 31 + self.level
         s = self.by_node.get(key)
         if s is None:
-            s = Slot(f"f{len(self.prog.slots)}", self.level, node=node, diff=diff)
+            t = E.NUMBER if diff is not None else node.type
+            s = Slot(f"f{len(self.prog.slots)}", self.level, node=node, diff=diff, type=t)
             self.by_node[key] = s
             self.prog.slots[s.field] = s
         return s.field
@@ -839,7 +871,7 @@ class _Lowering:
         if isinstance(n, E.Name):
             if n.scope == "param":
                 return "const", n.value
-            return "field", self._slot_for_name(n.name)
+            return "field", self._slot_for_name(n.name, n.type)
         return "field", self._slot_for_node(n)
 
     def lower(self, n: E.Node, positive: bool) -> dict[str, Any]:
@@ -854,7 +886,7 @@ class _Lowering:
         if isinstance(n, E.Name):  # a boolean fact used as a condition
             if n.scope == "param":
                 return TRUE_COND if bool(n.value) == positive else FALSE_COND
-            return {self._slot_for_name(n.name): 1 if positive else 0}
+            return {self._slot_for_name(n.name, n.type): 1 if positive else 0}
         if isinstance(n, E.Cmp):
             return self._cmp(n, positive)
         if isinstance(n, E.In):

@@ -55,7 +55,7 @@ def _field_type(decl: FactDecl) -> tuple[Any, dict[str, Any]]:
         hi = decl.max if decl.max is not None else MAX_MAGNITUDE
         extra = {"ge": lo, "le": hi}
         if decl.type == "integer":
-            return int, extra
+            return _integer_type(lo, hi), {}
         # a number keeps the client's int or float exactly (the verdict echoes facts as they came)
         return _number_type(lo, hi), {}
     if decl.type == "boolean":
@@ -76,18 +76,37 @@ def _number_type(lo: float, hi: float) -> Any:
             raise PydanticCustomError("number_type", "Input should be a number")
         if isinstance(v, float) and not math.isfinite(v):
             raise PydanticCustomError("finite_number", "NaN and Infinity are not numbers")
-        if v < lo:
-            raise PydanticCustomError(
-                "greater_than_equal", "Input should be greater than or equal to {ge}", {"ge": lo}
-            )
-        if v > hi:
-            raise PydanticCustomError(
-                "less_than_equal", "Input should be less than or equal to {le}", {"le": hi}
-            )
-        return v
+        return _in_bounds(v, lo, hi)
 
     schema: dict[str, Any] = {"type": "number", "minimum": lo, "maximum": hi}
     return Annotated[Any, BeforeValidator(check), WithJsonSchema(schema)]
+
+
+def _integer_type(lo: float, hi: float) -> Any:
+    # JSON has one number type: 3.0 is the integer 3 (JSON Schema agrees); 3.5 is not
+    def check(v: Any) -> Any:
+        if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise PydanticCustomError("int_type", "Input should be a whole number")
+        return _in_bounds(v, lo, hi)
+
+    schema: dict[str, Any] = {"type": "integer", "minimum": lo, "maximum": hi}
+    return Annotated[Any, BeforeValidator(check), WithJsonSchema(schema)]
+
+
+def _in_bounds(v: Any, lo: float, hi: float) -> Any:
+    lo = int(lo) if float(lo).is_integer() else lo
+    hi = int(hi) if float(hi).is_integer() else hi
+    if v < lo:
+        raise PydanticCustomError(
+            "greater_than_equal", "Input should be greater than or equal to {ge}", {"ge": lo}
+        )
+    if v > hi:
+        raise PydanticCustomError(
+            "less_than_equal", "Input should be less than or equal to {le}", {"le": hi}
+        )
+    return v
 
 
 def validate(model: type[BaseModel], raw: Any) -> dict[str, Any]:

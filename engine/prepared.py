@@ -305,12 +305,12 @@ def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run
     _set_outcome_vars(prog, env, outcomes, partly, 0)
     with engine.session() as session:
         for level in prog.levels:
-            fields = {}
+            parts = []
             for slot in prog.level_fields.get(level, ()):
-                v = slot.fn(env)
-                if v is not None:
-                    fields[slot.field] = v
-            fired = set(session.assert_stage(level, fields))
+                p = slot.part(env)
+                if p is not None:
+                    parts.append(p)
+            fired = set(session.assert_encoded(level, parts))
             fired_all |= fired
             for r in prog.rules_by_level.get(level, ()):
                 _decide(r, fired, env, outcomes, partly, severity)

@@ -460,17 +460,17 @@ class _Compiler:
         # rules
         compiled: list[Rule] = []
         ids: dict[str, int] = {}
-        for i, decl in enumerate(rules):
+        for i, rdecl in enumerate(rules):
             path = rules_path + (i,)
-            if decl.id in ids:
+            if rdecl.id in ids:
                 self.err(
                     path + ("id",),
                     "ruleset.duplicate_rule_id",
-                    f"rule id `{decl.id}` is already used by rule #{ids[decl.id] + 1}",
+                    f"rule id `{rdecl.id}` is already used by rule #{ids[rdecl.id] + 1}",
                 )
                 continue
-            ids[decl.id] = i
-            r = self._rule(decl, i, path, symbols, units, input_deps_of, params)
+            ids[rdecl.id] = i
+            r = self._rule(rdecl, i, path, symbols, units, input_deps_of, params)
             if r is not None:
                 compiled.append(r)
 
@@ -487,10 +487,10 @@ class _Compiler:
                         s.qualification, doc.qualifications, "declare it under `qualifications:`"
                     ),
                 )
-            node = None
+            step_node: E.Node | None = None
             if s.when is not None:
-                node = self.parse(path + ("when",), s.when, symbols)
-                if node is None:
+                step_node = self.parse(path + ("when",), s.when, symbols)
+                if step_node is None:
                     continue
             elif i != len(steps) - 1:
                 self.err(
@@ -502,7 +502,7 @@ class _Compiler:
             reason = s.reason.model_dump() if s.reason else None
             if s.reason:
                 self._check_template(path + ("reason",), s.reason, symbols)
-            step_list.append(Step(i, node, s.qualification, reason))
+            step_list.append(Step(i, step_node, s.qualification, reason))
         if steps and steps[-1].when is not None:
             self.err(
                 ("decision", "steps", len(steps) - 1),
@@ -773,7 +773,8 @@ class _Compiler:
             return var_level[var]
 
         try:
-            for item in [*rules, *steps]:
+            items: list[Any] = [*rules, *steps]
+            for item in items:
                 item.level = item_level(item, [])
             for var in OUTCOME_VARS:
                 v_level(var, [])
@@ -920,9 +921,9 @@ class _Lowering:
                 res = E.compare(op, lv, rv)
                 return TRUE_COND if res else FALSE_COND
             if lk == "field" and rk == "const":
-                return self._atom(op, lv, rv)
+                return self._atom(op, str(lv), rv)
             if lk == "const" and rk == "field":
-                return self._atom(E.FLIPPED_OP[op], rv, lv)
+                return self._atom(E.FLIPPED_OP[op], str(rv), lv)
         if n.left.type == E.NUMBER:
             # both sides computed: compare rnd(rnd(a) - rnd(b)) with 0, in Python's precision
             lconst = isinstance(n.left, E.Const) or (

@@ -252,12 +252,12 @@ def _convert(node: ast.AST, text: str, depth: int) -> Node:
         parts: list[Node] = []
         left = _convert(node.left, text, d)
         seg = ast.get_source_segment(text, node) or text
-        for op, right_ast in zip(node.ops, node.comparators, strict=True):
+        for cmp_op, right_ast in zip(node.ops, node.comparators, strict=True):
             right = _convert(right_ast, text, d)
-            if isinstance(op, ast.In | ast.NotIn):
-                parts.append(In(left, right, isinstance(op, ast.NotIn), offset=off, text=seg))
-            elif type(op) in _CMP_OPS:
-                parts.append(Cmp(_CMP_OPS[type(op)], left, right, offset=off, text=seg))
+            if isinstance(cmp_op, ast.In | ast.NotIn):
+                parts.append(In(left, right, isinstance(cmp_op, ast.NotIn), offset=off, text=seg))
+            elif type(cmp_op) in _CMP_OPS:
+                parts.append(Cmp(_CMP_OPS[type(cmp_op)], left, right, offset=off, text=seg))
             else:
                 raise ExprError(
                     "expr.disallowed", "`is` / `is not` are not allowed", off, hint="use == or !="
@@ -326,10 +326,17 @@ def _convert(node: ast.AST, text: str, depth: int) -> Node:
     raise ExprError("expr.disallowed", f"{what} is not allowed in a kaq expression", off)
 
 
+_OP_TEXT: dict[type, str] = {
+    ast.Mod: "%",
+    ast.Pow: "**",
+    ast.FloorDiv: "//",
+    ast.BitAnd: "&",
+    ast.BitOr: "|",
+}
+
+
 def _op_text(op: ast.AST) -> str:
-    return {ast.Mod: "%", ast.Pow: "**", ast.FloorDiv: "//", ast.BitAnd: "&", ast.BitOr: "|"}.get(
-        type(op), type(op).__name__
-    )
+    return _OP_TEXT.get(type(op), type(op).__name__)
 
 
 def _cmp_text(node: Cmp | In) -> str:
@@ -590,7 +597,7 @@ def _check_call(node: Call, symbols: Mapping[str, Symbol]) -> Type:
         need(all(t == BOOL for t in types[1:]), "the items after the number must be conditions")
         need(len(args) - 1 <= MAX_AT_LEAST_TERMS, f"takes at most {MAX_AT_LEAST_TERMS} conditions")
         need(
-            1 <= args[0].value <= len(args) - 1,
+            1 <= args[0].value <= len(args) - 1,  # type: ignore[attr-defined]
             "the number must be between 1 and the count of conditions",
         )
         node.type = BOOL

@@ -106,7 +106,7 @@ class PreparedRuleset:
         run = _run(self._port, self._port_engine, facts)
         env = run.env
         values = {**self._port.params, **env}
-        findings = []
+        findings: list[dict[str, Any]] = []
         for r in self._port.rules:
             if run.outcomes[r.id] != "fired":
                 continue
@@ -120,7 +120,7 @@ class PreparedRuleset:
                     "facts": {n: env.get(n) for n in r.reads},
                 }
             )
-        findings.sort(key=lambda f: -SEVERITY_RANK[f["severity"]])
+        findings.sort(key=lambda f: -SEVERITY_RANK[str(f["severity"])])
         return findings
 
     def evaluate_portfolio(
@@ -194,7 +194,9 @@ class PreparedRuleset:
             entry["facts"] = read
             entry["comparisons"] = [f(env) for f in r.comparison_fns] if texts else []
             trace.append(entry)
-        guardrails.sort(key=lambda g: -SEVERITY_RANK[g["severity"]])  # stable: ruleset order kept
+        guardrails.sort(
+            key=lambda g: -SEVERITY_RANK[str(g["severity"])]
+        )  # stable: ruleset order kept
         step = prog.steps[run.step] if run.step is not None else None
         summary = text(step.reason, values, prog) if step and step.reason else None
         return {
@@ -241,9 +243,9 @@ class PreparedRuleset:
         key = (id(text), *(_hashable(env.get(n)) for n in names))
         hit = self._rendered.get(key)
         if hit is None:
-            hit = tuple(
-                render(text[lang], env, prog.units, lang, self.currency, self._c.labels)
-                for lang in ("en", "zh")
+            hit = (
+                render(text["en"], env, prog.units, "en", self.currency, self._c.labels),
+                render(text["zh"], env, prog.units, "zh", self.currency, self._c.labels),
             )
             if len(self._rendered) >= _MEMO_SIZE:
                 self._rendered.clear()

@@ -52,7 +52,6 @@ def errors(rs, facts):
         ("spend", True),
         ("spend", [1]),
         ("years", 3.5),
-        ("years", 3.0),
         ("years", "3"),
         ("years", False),
         ("active", 1),
@@ -68,6 +67,11 @@ def errors(rs, facts):
 def test_strict_types_reject_the_wrong_type(rs, field, value):
     err = errors(rs, {field: value})
     assert [e["loc"][0] for e in err.errors] == [field]
+
+
+def test_integer_written_as_whole_float_is_the_integer(rs):
+    out = rs.validate_facts({"account_id": "A", "years": 3.0})
+    assert out["years"] == 3 and type(out["years"]) is int
 
 
 def test_wrong_type_error_keeps_the_account_id(rs):

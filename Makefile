@@ -1,5 +1,9 @@
 # One set of commands locally and in CI.
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11)
+# the first interpreter that really runs and is one durable_rules supports (3.11 or 3.12);
+# a pyenv shim can exist without its version being installed
+PYTHON ?= $(shell for p in python3.11 python3.12 python3; do \
+	$$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))' >/dev/null 2>&1 \
+	&& { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -7,6 +11,7 @@ STAMP := $(VENV)/.installed
 .PHONY: setup run serve test lint check-rulesets bench clean
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "kaq needs Python 3.11 or 3.12 (durable_rules does not import on 3.13)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import expr as E
-from ._durable import encoder_for
+from ._durable import MAX_ATOMS, MAX_FIELDS, encoder_for
 from .errors import Diagnostic, RulesetError
 from .model import (
     NAME_PATTERN,
@@ -334,6 +334,13 @@ class _Compiler:
     def err(self, path: tuple[Any, ...], code: str, message: str, hint: str | None = None) -> None:
         self.diags.append(self.src.diag(path, code, message, hint))
 
+    def err_key(
+        self, path: tuple[Any, ...], code: str, message: str, hint: str | None = None
+    ) -> None:
+        """A diagnostic located at the key that ends `path` (a name, not its value)."""
+        line, col = self.src.key_position(path)
+        self.diags.append(Diagnostic(self.src.file, line, col, code, message, hint))
+
     def expr_err(self, path: tuple[Any, ...], exc: E.ExprError) -> None:
         line, col = self.src.expr_position(path, exc.offset)
         self.diags.append(Diagnostic(self.src.file, line, col, exc.code, exc.message, exc.hint))
@@ -373,14 +380,14 @@ class _Compiler:
             import re
 
             if not re.match(NAME_PATTERN, name):
-                self.err(
+                self.err_key(
                     path,
                     "ruleset.bad_name",
                     f"{what} name `{name}` must be lower_snake_case (a-z, 0-9, _)",
                 )
                 return False
             if name in RESERVED:
-                self.err(
+                self.err_key(
                     path,
                     "ruleset.reserved_name",
                     f"`{name}` is a reserved word",
@@ -388,7 +395,7 @@ class _Compiler:
                 )
                 return False
             if name in seen_names:
-                self.err(
+                self.err_key(
                     path,
                     "ruleset.duplicate_name",
                     f"`{name}` is already declared as a {seen_names[name]}",
@@ -532,7 +539,7 @@ class _Compiler:
             atom_count=0,
         )
         if not self.diags:
-            self._lower(prog, symbols)
+            self._lower(prog, symbols, rules_path)
         return prog
 
     def _derived_order(
@@ -691,8 +698,11 @@ class _Compiler:
 
         # templates
         if decl.message:
+            written = self.src._node(path + ("message",))
+            shorthand = isinstance(written, dict) and "en" in written
             for key, text in decl.message.items():
-                self._check_template(path + ("message", key), text, symbols)
+                where = path + ("message",) if shorthand else path + ("message", key)
+                self._check_template(where, text, symbols)
             r.messages = {
                 ("met" if k == "fired" and decl.kind == "criterion" else k): v.model_dump()
                 for k, v in decl.message.items()
@@ -787,7 +797,9 @@ class _Compiler:
         return var_level
 
     # -- lowering to durable_rules
-    def _lower(self, prog: Program, symbols: Mapping[str, E.Symbol]) -> None:
+    def _lower(
+        self, prog: Program, symbols: Mapping[str, E.Symbol], rules_path: tuple[Any, ...]
+    ) -> None:
         lw = _Lowering(prog)
         for r in prog.rules:
             lw.add(r.id, "pos", r.level, r.cond, True, r)
@@ -813,6 +825,24 @@ class _Compiler:
             d.fn = E.closure(d.node)
         for r in prog.rules:
             prog.rules_by_level.setdefault(r.level, []).append(r)
+        # the engine's own limits, refused here with a location rather than at run time
+        if prog.atom_count > MAX_ATOMS:
+            self.err(
+                rules_path,
+                "ruleset.too_large",
+                f"the rules compile to {prog.atom_count} engine conditions; "
+                f"the limit is {MAX_ATOMS}",
+                "move shared parts into derived facts, or split the ruleset",
+            )
+        for level, slots in sorted(prog.level_fields.items()):
+            if len(slots) > MAX_FIELDS:
+                self.err(
+                    rules_path,
+                    "ruleset.too_large",
+                    f"evaluation stage {level} reads {len(slots)} values; the engine takes at "
+                    f"most {MAX_FIELDS} in one fact",
+                    "combine facts into derived facts",
+                )
 
 
 class _Cycle(Exception):

@@ -607,6 +607,13 @@ def _check_call(node: Call, symbols: Mapping[str, Symbol]) -> Type:
 # --------------------------------------------------------------------------- evaluate (Kleene)
 
 
+def fin(v: Any) -> Any:
+    """An arithmetic result: exact, except that an overflow to infinity is unknown."""
+    if type(v) is float and not math.isfinite(v):
+        return None
+    return v
+
+
 def rnd(v: Any) -> Any:
     """Round numbers to the comparison precision; leave everything else."""
     if isinstance(v, float):
@@ -634,14 +641,14 @@ def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
         if a is None or b is None:
             return None
         if node.op == "+":
-            return rnd(a + b)
+            return fin(a + b)
         if node.op == "-":
-            return rnd(a - b)
+            return fin(a - b)
         if node.op == "*":
-            return rnd(a * b)
+            return fin(a * b)
         if b == 0:
             return None
-        return rnd(a / b)
+        return fin(a / b)
     if isinstance(node, Neg):
         v = evaluate(node.operand, env)
         return None if v is None else -v
@@ -779,21 +786,21 @@ def _build(node: Node) -> Callable[[Mapping[str, Any]], Any]:  # noqa: C901 - on
                 x, y = a(env), b(env)
                 if (x is not None and x == 0) or (y is not None and y == 0):
                     return 0
-                return None if x is None or y is None else rnd(x * y)
+                return None if x is None or y is None else fin(x * y)
 
             return mul
         if op == "/":
 
             def div(env: Mapping[str, Any]) -> Any:
                 x, y = a(env), b(env)
-                return None if x is None or y is None or y == 0 else rnd(x / y)
+                return None if x is None or y is None or y == 0 else fin(x / y)
 
             return div
         if op == "+":
             return lambda env: (
-                None if (x := a(env)) is None or (y := b(env)) is None else rnd(x + y)
+                None if (x := a(env)) is None or (y := b(env)) is None else fin(x + y)
             )
-        return lambda env: None if (x := a(env)) is None or (y := b(env)) is None else rnd(x - y)
+        return lambda env: None if (x := a(env)) is None or (y := b(env)) is None else fin(x - y)
     if isinstance(node, Neg):
         f = closure(node.operand)
         return lambda env: None if (x := f(env)) is None else -x

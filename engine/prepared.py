@@ -12,7 +12,7 @@ from . import expr as E
 from . import facts as F
 from ._durable import EngineRuleset
 from .compile import Compiled, Program, Rule, compile_source
-from .errors import EngineError, FactsError
+from .errors import Diagnostic, EngineError, EvaluationError, FactsError, RulesetError
 from .model import SEVERITY_RANK
 from .render import placeholders, render
 
@@ -46,9 +46,13 @@ class PreparedRuleset:
         self._prog = compiled.program
         self._engine = _engine_for(self.name, self._prog)
         self._port = compiled.portfolio
-        self._port_engine = (
-            _engine_for(self.name + "-portfolio", self._port) if self._port else None
-        )
+        try:
+            self._port_engine = (
+                _engine_for(self.name + "-portfolio", self._port) if self._port else None
+            )
+        except EngineError:
+            self._engine.close()
+            raise
         self._port_model = (
             F.build_model(doc.name + "_portfolio", self._port.facts) if self._port else None
         )
@@ -281,7 +285,11 @@ def load_ruleset(path: Path | str) -> PreparedRuleset:
 
 def prepare(file: str, text: str, path: Path | None = None) -> PreparedRuleset:
     """Compile ruleset source text (named `file` in diagnostics)."""
-    return PreparedRuleset(compile_source(file, text), path)
+    compiled = compile_source(file, text)
+    try:
+        return PreparedRuleset(compiled, path)
+    except EngineError as exc:  # the compiler checks the engine's limits; this is the backstop
+        raise RulesetError([Diagnostic(file, 1, 1, "ruleset.engine", str(exc))]) from None
 
 
 # --------------------------------------------------------------------------- evaluation core
@@ -416,10 +424,14 @@ def _set_outcome_vars(
         ]
         env["segments"] = list(dict.fromkeys(segs))
     if vl.get("stage") == level:
-        for r in prog.rules:
-            if r.kind == "stage" and outcomes.get(r.id) == "fired":
-                env["stage"] = r.decl.stage
-                break
+        fired = [r for r in prog.rules if r.kind == "stage" and outcomes.get(r.id) == "fired"]
+        if len(fired) > 1:
+            raise EvaluationError(
+                "stage rules " + " and ".join(f"`{r.id}`" for r in fired) + " all fired: "
+                "an account is in one stage, so stage conditions must exclude each other"
+            )
+        if fired:
+            env["stage"] = fired[0].decl.stage
 
 
 def _criterion_outcome(outcome: str, partly: bool) -> str:

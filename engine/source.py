@@ -18,6 +18,31 @@ from ruamel.yaml.scalarstring import (
 from .errors import Diagnostic
 
 MAX_SOURCE_BYTES = 2_000_000
+MAX_FLOW_DEPTH = 64  # the YAML parser slows quadratically on deep nesting; rulesets need ~3
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest nesting of [ and { outside quotes and comments, or of block indentation
+    (counted in steps of two spaces): a cheap bound checked before parsing."""
+    depth = deepest = 0
+    quote = ""
+    for line in text.splitlines():
+        quote = ""
+        deepest = max(deepest, (len(line) - len(line.lstrip(" "))) // 2)
+        for i, ch in enumerate(line):
+            if quote:
+                if ch == quote:
+                    quote = ""
+            elif ch in "\"'" and (i == 0 or line[i - 1] in " [{:,"):
+                quote = ch
+            elif ch == "#" and (i == 0 or line[i - 1] == " "):
+                break
+            elif ch in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif ch in "]}":
+                depth = max(0, depth - 1)
+    return deepest
 
 
 @dataclass
@@ -62,14 +87,35 @@ class Source:
         return self.position(path)
 
     def expr_position(self, path: tuple[Any, ...], offset: int) -> tuple[int, int]:
-        """Where character `offset` of the expression at `path` sits in the file."""
+        """Where character `offset` of the expression at `path` sits in the file.
+
+        YAML folds and strips white space (block scalars, multi-line plain scalars, leading
+        blanks), so the offset is mapped by counting the non-blank characters before it,
+        which every scalar style keeps in order.
+        """
         line, col = self.position(path)
         value = self._node(path)
-        if isinstance(value, DoubleQuotedScalarString | SingleQuotedScalarString):
-            return line, col + 1 + offset
+        if not isinstance(value, str):
+            return line, col
+        lines = self.text.splitlines()
+        row, column = line - 1, col - 1
         if isinstance(value, LiteralScalarString | FoldedScalarString):
-            return line + 1, col + offset
-        return line, col + offset
+            row, column = line, 0  # content starts on the line after `|` / `>`
+        elif isinstance(value, DoubleQuotedScalarString | SingleQuotedScalarString):
+            column += 1
+        flat = " ".join(value.split()) if "\n" in value.strip() else value.strip()
+        wanted = sum(1 for ch in flat[:offset] if not ch.isspace())
+        seen = 0
+        while row < len(lines):
+            text = lines[row]
+            while column < len(text):
+                if not text[column].isspace():
+                    if seen == wanted:
+                        return row + 1, column + 1
+                    seen += 1
+                column += 1
+            row, column = row + 1, 0
+        return line, col
 
     def _node(self, path: tuple[Any, ...]) -> Any:
         node = self.doc
@@ -93,6 +139,17 @@ def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
         return None, [
             Diagnostic(
                 file, 1, 1, "yaml.too_large", f"file is larger than {MAX_SOURCE_BYTES} bytes"
+            )
+        ]
+    depth = _flow_depth(text)
+    if depth > MAX_FLOW_DEPTH:
+        return None, [
+            Diagnostic(
+                file,
+                1,
+                1,
+                "yaml.too_deep",
+                f"the YAML nests {depth} levels deep; the limit is {MAX_FLOW_DEPTH}",
             )
         ]
     yaml = YAML(typ="rt")

@@ -163,7 +163,7 @@ def test_deeply_nested_yaml_is_a_located_error_not_a_crash():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "yaml.syntax"
+    assert proc.stdout.strip() == "yaml.too_deep"
 
 
 # --------------------------------------------------------------------------- parser units

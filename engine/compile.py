@@ -75,7 +75,8 @@ class Slot:
             key = self.name
 
             def value(env: Mapping[str, Any]) -> Any:
-                return _engine_value(env.get(key))
+                v = env.get(key)
+                return E.rnd(v) if type(v) is float else v  # names are never lists here
 
         elif self.diff is not None:
             fa, fb = E.closure(self.diff[0]), E.closure(self.diff[1])
@@ -205,6 +206,8 @@ class Program:
     var_level: dict[str, int]  # outcome variable -> level after which it is known
     atom_count: int
     rules_by_level: dict[int, list[Rule]] = field(default_factory=dict)
+    rules_of_kind: dict[str, list[Rule]] = field(default_factory=dict)
+    step_levels: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -825,6 +828,8 @@ class _Compiler:
             d.fn = E.closure(d.node)
         for r in prog.rules:
             prog.rules_by_level.setdefault(r.level, []).append(r)
+            prog.rules_of_kind.setdefault(r.kind, []).append(r)
+        prog.step_levels = {s.level for s in prog.steps}
         # the engine's own limits, refused here with a location rather than at run time
         if prog.atom_count > MAX_ATOMS:
             self.err(

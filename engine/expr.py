@@ -811,7 +811,12 @@ def _build(node: Node) -> Callable[[Mapping[str, Any]], Any]:  # noqa: C901 - on
             x, y = a(env), b(env)
             if x is None or y is None:
                 return None
-            return cmp(rnd(x), rnd(y))
+            # rnd inlined for the common case (ints and strings pass through)
+            if type(x) is float:
+                x = rnd(x)
+            if type(y) is float:
+                y = rnd(y)
+            return cmp(x, y)
 
         return comparison
     if isinstance(node, In):
@@ -913,7 +918,9 @@ def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, An
         cmp = _CMP[op]
 
         def result(x: Any, y: Any) -> Any:
-            return None if x is None or y is None else cmp(rnd(x), rnd(y))
+            if x is None or y is None:
+                return None
+            return cmp(rnd(x) if type(x) is float else x, rnd(y) if type(y) is float else y)
 
     else:
         assert isinstance(node, In)

@@ -324,7 +324,7 @@ def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run
             fired_all |= fired
             for r in prog.rules_by_level.get(level, ()):
                 _decide(r, fired, env, outcomes, partly, severity)
-            if step_index is None and any(s.level == level for s in prog.steps):
+            if step_index is None and level in prog.step_levels:
                 for s in prog.steps:
                     if s.level > level:
                         break
@@ -405,9 +405,7 @@ def _set_outcome_vars(
     if vl.get("score") == level:
         score = 0.0
         not_met = not_eval = 0
-        for r in prog.rules:
-            if r.kind != "criterion":
-                continue
+        for r in prog.rules_of_kind.get("criterion", ()):
             c = _criterion_outcome(outcomes.get(r.id, "not_evaluable"), partly.get(r.id, False))
             score += _points(r, c)
             if r.decl.required:
@@ -419,12 +417,12 @@ def _set_outcome_vars(
     if vl.get("segments") == level:
         segs = [
             r.decl.segment
-            for r in prog.rules
-            if r.kind == "segment" and outcomes.get(r.id) == "fired"
+            for r in prog.rules_of_kind.get("segment", ())
+            if outcomes.get(r.id) == "fired"
         ]
         env["segments"] = list(dict.fromkeys(segs))
     if vl.get("stage") == level:
-        fired = [r for r in prog.rules if r.kind == "stage" and outcomes.get(r.id) == "fired"]
+        fired = [r for r in prog.rules_of_kind.get("stage", ()) if outcomes.get(r.id) == "fired"]
         if len(fired) > 1:
             raise EvaluationError(
                 "stage rules " + " and ".join(f"`{r.id}`" for r in fired) + " all fired: "

@@ -23,8 +23,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import durable_rules_engine as dre  # noqa: E402  (the bare floor drives the C module itself)
-
 from engine import load_ruleset  # noqa: E402
 from engine._durable import encode_fact  # noqa: E402
 from engine.prepared import _run  # noqa: E402
@@ -46,7 +44,6 @@ def _stage_facts(rs: Any, facts: dict[str, Any]) -> list[str]:
 
 
 def bare_floor(rs: Any, staged: list[list[dict[str, Any]]]) -> float:
-    handle = rs._engine._handle
     sid = "bench"
     prepared = []
     for stages in staged:
@@ -54,19 +51,8 @@ def bare_floor(rs: Any, staged: list[list[dict[str, Any]]]) -> float:
         for i, fields in enumerate(stages):
             texts.append(encode_fact({"sid": sid, "id": f"s{i}", **fields}))
         prepared.append(texts)
-    fired = 0
     t0 = time.process_time()
-    for texts in prepared:
-        for text in texts:
-            result = dre.assert_fact(handle, text)
-            if result[0] != 0:
-                continue
-            started = dre.start_action_for_state(handle, result[1])
-            message = started[1] if started else None
-            while message:
-                fired += 1
-                message = dre.complete_and_start_action(handle, result[1])
-        dre.delete_state(handle, sid)
+    rs._engine.drive_bare(sid, prepared)
     elapsed = time.process_time() - t0
     return len(prepared) / elapsed
 

@@ -162,6 +162,26 @@ class EngineRuleset:
             raise EngineError("ruleset is closed")
         return Session(self)
 
+    def drive_bare(self, sid: str, accounts: list[list[str]]) -> int:
+        """Benchmark floor: assert pre-encoded facts, run empty actions, delete each state.
+
+        ``accounts`` holds, per account, the full JSON texts of its facts (opener first,
+        all with session id `sid`). Returns how many actions ran.
+        """
+        handle, ran = self._handle, 0
+        for texts in accounts:
+            for text in texts:
+                result = _dre.assert_fact(handle, text)
+                if result[0] != 0:
+                    continue
+                started = _dre.start_action_for_state(handle, result[1])
+                message = started[1] if started else None
+                while message:
+                    ran += 1
+                    message = _dre.complete_and_start_action(handle, result[1])
+            _dre.delete_state(handle, sid)  # safe: the opener always fired the catch-all
+        return ran
+
     def close(self) -> None:
         """Free the C ruleset (call only when no evaluation uses it any more)."""
         with self._lock:

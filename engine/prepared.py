@@ -155,7 +155,7 @@ class PreparedRuleset:
         recommendations: list[dict[str, Any]] = []
         for r in prog.rules:
             outcome = run.outcomes[r.id]
-            read = {n: _exact(facts, env, n) for n in r.reads}
+            read = {n: env.get(n) for n in r.reads}  # env holds the facts exactly as given
             entry: dict[str, Any] = {"rule": r.id, "kind": r.kind, "outcome": outcome}
             if outcome == "not_evaluable":
                 missing.update(n for n in r.input_deps if n not in facts)
@@ -450,10 +450,6 @@ def _num(v: Any) -> Any:
     if isinstance(v, float) and v.is_integer():
         return int(v)
     return v
-
-
-def _exact(facts: Mapping[str, Any], env: Mapping[str, Any], name: str) -> Any:
-    return facts[name] if name in facts else env.get(name)
 
 
 def _default_message(r: Rule, outcome: str, env: Mapping[str, Any]) -> dict[str, str]:

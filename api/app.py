@@ -24,7 +24,7 @@ from .decision_log import DecisionLog
 from .errors import ApiError, problem, problem_for, problem_response
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import build_openapi
-from .registry import Registry
+from .registry import Registry, Snapshot
 from .routes import decisions, evaluate, ops, rulesets
 from .service import Service
 from .settings import Settings, get_settings
@@ -66,12 +66,12 @@ def _install_sighup(state: AppState) -> bool:
     tasks: set[asyncio.Task[Any]] = set()
 
     async def reload() -> None:
+        log.info("SIGHUP: reloading the rulesets")
         try:
             await state.registry.reload()
             state.metrics.reloads.labels("ok").inc()
-        except Exception as exc:
+        except Exception:  # already logged, with its diagnostics, by the loader
             state.metrics.reloads.labels("failed").inc()
-            log.error("SIGHUP reload failed; the running rulesets stay:\n%s", exc)
 
     def on_signal() -> None:
         task = loop.create_task(reload())
@@ -83,6 +83,17 @@ def _install_sighup(state: AppState) -> bool:
     except (RuntimeError, ValueError, NotImplementedError, AttributeError):
         return False
     return True
+
+
+def _log_swap(snap: Snapshot) -> None:
+    """Say which rulesets now answer: names, versions and digests, with the generation."""
+    log.info(
+        "rulesets generation %d now serving: %s",
+        snap.generation,
+        "; ".join(
+            f"{name} version {rs.version} {rs.digest}" for name, rs in sorted(snap.rulesets.items())
+        ),
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -97,8 +108,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         s = settings or get_settings()
         folder = s.rulesets
-        registry = Registry(lambda: load_rulesets(folder))
-        decision_log = DecisionLog(s.db_url)
+        registry: Registry
+
+        def load() -> dict[str, Any]:
+            # Runs for the first load, SIGHUP and POST /v1/admin/reload alike, so
+            # every failed load is logged once, with all its diagnostics.
+            try:
+                return load_rulesets(folder)
+            except Exception as exc:
+                stay = registry.current is not None
+                log.error(
+                    "loading the rulesets in %s failed; %s:\n%s",
+                    folder,
+                    "the running rulesets stay" if stay else "nothing to serve",
+                    exc,
+                )
+                raise
+
+        registry = Registry(load)
+        registry.on_swap.append(_log_swap)
+        decision_log = DecisionLog(s.db_url, on_commit=metrics.observe_commit)
         await decision_log.open()
         try:
             await registry.reload()
@@ -120,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.kaq = None
             await registry.close()
             await decision_log.close()
+            metrics.process_exiting()
 
     app = FastAPI(
         title="kaq",

@@ -5,14 +5,52 @@ replaces a worker that dies and, on SIGHUP, starts fresh workers (each loads
 the rulesets again) before retiring the old ones, keeping the old ones when
 the new ones fail to start. Each worker loads its own rulesets after it starts:
 durable_rules state is never shared, not even through fork.
+
+With more than one worker, metrics are kept in a fresh directory named by
+`PROMETHEUS_MULTIPROC_DIR` (set here, before any worker starts, and removed at
+exit) so that `/metrics` counts every worker, not just the one that answers.
+
+The service's own loggers (`kaq.*`: decision log start-up, ruleset loads and
+reloads with their generation and digests, failed reloads with every
+diagnostic) write to stderr at INFO whatever uvicorn's `--log-level`, since
+they are rare and are what an operator needs; `--log-level debug` makes them
+verbose too.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
+
+
+def log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus the `kaq` loggers, for every worker."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["kaq"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(levelprefix)s %(name)s[%(process)d]: %(message)s",
+        "use_colors": None,
+    }
+    config["handlers"]["kaq"] = {
+        "formatter": "kaq",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    verbose = log_level.lower() in ("debug", "trace")
+    config["loggers"]["kaq"] = {
+        "handlers": ["kaq"],
+        "level": "DEBUG" if verbose else "INFO",
+        "propagate": False,
+    }
+    return config
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +61,9 @@ def register(app: typer.Typer) -> None:
         rulesets: Path = typer.Option(None, help="ruleset folder [env KAQ_RULESETS, rulesets]"),
         db: str = typer.Option(None, help="decision log URL [env KAQ_DB_URL, sqlite:///kaq.db]"),
         workers: int = typer.Option(1, min=1, help="worker processes"),
-        log_level: str = typer.Option("info", help="uvicorn log level"),
+        log_level: str = typer.Option(
+            "info", help="uvicorn log level (kaq's own events log at INFO regardless)"
+        ),
     ) -> None:
         """Run the API; one process per worker, each with its own engine."""
         import uvicorn
@@ -44,12 +84,24 @@ def register(app: typer.Typer) -> None:
         if not settings.rulesets.is_dir():
             typer.echo(f"kaq serve: no ruleset folder {settings.rulesets}", err=True)
             raise typer.Exit(2)
-        uvicorn.run(
-            "api.app:app",
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            timeout_graceful_shutdown=30,
-            server_header=False,
-        )
+        metrics_dir = None
+        if workers > 1:
+            # Fresh each run: files left by an earlier run would be added to this one's counts.
+            metrics_dir = tempfile.mkdtemp(prefix="kaq-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        else:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        try:
+            uvicorn.run(
+                "api.app:app",
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=log_level,
+                log_config=log_config(log_level),
+                timeout_graceful_shutdown=30,
+                server_header=False,
+            )
+        finally:
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Group commit: concurrent writes share transactions, yet none is acknowledged before it is durable."""
+"""Group commit: concurrent writes share transactions; none is acknowledged before it is durable."""
 
 from __future__ import annotations
 
@@ -118,7 +118,9 @@ async def test_close_commits_what_is_queued(tmp_path: Path) -> None:
     await again.close()
 
 
-async def test_the_service_group_commits_concurrent_evaluations(db_url: str, tmp_path: Path) -> None:
+async def test_the_service_group_commits_concurrent_evaluations(
+    db_url: str, tmp_path: Path
+) -> None:
     async with running(settings_for(tmp_path, db_url=db_url)) as r:
         log = r.state.decision_log
         slow_commits(log, 0.03)  # a disk whose fsync is slower than an evaluation

@@ -176,3 +176,48 @@ async def test_settings_come_from_the_environment(monkeypatch, tmp_path) -> None
         Settings()
     async with running(settings_for(tmp_path, max_body_bytes=64)) as r:
         assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 413
+
+
+def test_kaq_serve_logs_start_up_reloads_and_failed_reloads_at_info(tmp_path) -> None:
+    import signal
+    import time
+    from pathlib import Path
+
+    import httpx
+    from conftest import ADMIN_TOKEN, start_server, stop_server
+
+    # start_server passes --log-level warning (uvicorn's): kaq's own events still show.
+    server = start_server(tmp_path, tiny=True)
+    auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    path = Path(tmp_path) / "rulesets" / "tiny.yaml"
+    try:
+        good = path.read_text()
+        path.write_text(good.replace('version: "1"', 'version: "2"'))
+        reloaded = httpx.post(server.url + "/v1/admin/reload", headers=auth, timeout=30).json()
+        digest = reloaded["rulesets"][0]["digest"]
+        path.write_text(good.replace("when: \"product_fit == 'strong'\"", 'when: "product_fitt"'))
+        failed = httpx.post(server.url + "/v1/admin/reload", headers=auth, timeout=30)
+        assert failed.status_code == 400
+        diagnostic = failed.json()["errors"][0]["msg"]
+        path.write_text(good)
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "generation 3" not in server.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop_server(server)
+    text = server.log.read_text()
+    lines = text.splitlines()
+
+    def line(*parts: str) -> str:
+        found = [x for x in lines if all(p in x for p in parts)]
+        assert found, f"no log line with {parts} in:\n{text}"
+        return found[0]
+
+    assert line("INFO", "kaq.decision_log", "decision log ready: sqlite", "schema version")
+    assert line("INFO", "generation 1", "tiny version 1 sha256:")
+    assert line("INFO", "generation 2", f"tiny version 2 {digest}")
+    assert line("ERROR", "loading the rulesets in", "the running rulesets stay")
+    assert diagnostic in text  # the diagnostics themselves, file:line:col: code: message
+    assert line("INFO", "SIGHUP")
+    assert line("INFO", "generation 3", "tiny version 1 sha256:")

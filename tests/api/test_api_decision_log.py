@@ -17,6 +17,7 @@ from api.decision_log import (
     DecisionLogError,
     SchemaTooNew,
     backend_for,
+    redacted,
 )
 from api.ids import new_decision_id
 
@@ -168,3 +169,11 @@ async def test_evaluate_is_503_when_the_log_cannot_be_written(tmp_path: Path) ->
         log._backend.probe = unwritable  # type: ignore[method-assign]
         assert (await r.client.get("/readyz")).status_code == 503
         assert (await r.client.get("/healthz")).status_code == 200
+
+
+def test_urls_are_logged_without_their_password() -> None:
+    assert redacted("postgresql://kaq:s3cret@db.internal:5433/kaq") == (
+        "postgresql://kaq:***@db.internal:5433/kaq"
+    )
+    assert redacted("postgresql://kaq@db/kaq") == "postgresql://kaq@db/kaq"
+    assert redacted("sqlite:///kaq.db") == "sqlite:///kaq.db"

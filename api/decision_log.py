@@ -438,11 +438,14 @@ class DecisionLog:
 
     def _submit(self, job: _Job) -> Future[Any]:
         with self._thread_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._serve, name="kaq-db", daemon=True)
-                self._thread.start()
+            if self._thread is None:
+                self._start()
             self._queue.put(job)
         return job.future
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name="kaq-db", daemon=True)
+        self._thread.start()
 
     def _serve(self) -> None:
         held: _Job | object | None = None
@@ -450,6 +453,10 @@ class DecisionLog:
             job = held if held is not None else self._queue.get()
             held = None
             if job is _STOP:
+                try:
+                    self._backend.close()
+                except Exception:
+                    log.exception("closing the decision log failed")
                 return
             assert isinstance(job, _Job)
             if job.rows is None:
@@ -556,13 +563,15 @@ class DecisionLog:
         thread = self._thread
         if thread is None:
             return
-        try:
-            await self._call(self._backend.close)
-        finally:
-            with self._thread_lock:
-                self._queue.put(_STOP)
-                self._thread = None
-            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        # The thread commits what is queued before the stop, closes the connection and
+        # ends. It stays registered until then, so a late write can never start a
+        # second thread on the same connection meanwhile.
+        self._queue.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        with self._thread_lock:
+            self._thread = None
+            if not self._queue.empty():  # written after the stop: serve it (reconnects)
+                self._start()
 
 
 def _settle(future: Future[Any], call: Callable[[], Any] | None) -> None:

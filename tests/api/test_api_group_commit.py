@@ -140,3 +140,18 @@ async def test_the_service_group_commits_concurrent_evaluations(
         text = (await r.client.get("/metrics")).text
         assert "kaq_decision_log_commit_decisions_count" in text
         assert "kaq_decision_log_commit_seconds_bucket" in text
+
+
+async def test_a_write_racing_close_is_still_committed(tmp_path: Path) -> None:
+    log = DecisionLog(f"sqlite:///{tmp_path / 'g.db'}")
+    await log.open()
+    slow_commits(log)
+    early, late = decision(), decision()
+    first = asyncio.ensure_future(log.write([early]))
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(log.close())
+    await asyncio.sleep(0.005)  # the stop is queued; the thread has not reached it yet
+    await asyncio.gather(first, closing, log.write([late]))
+    assert await log.get(late.decision_id) is not None  # served by a fresh thread
+    assert await log.get(early.decision_id) is not None
+    await log.close()

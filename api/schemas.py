@@ -134,6 +134,7 @@ class RulesetDetail(_Open):
 class ReloadResponse(_Open):
     generation: int
     rulesets: list[RulesetSummary]
+    workers_restarting: bool = False  # True under --workers N: every worker is replaced
 
 
 class StoredDecision(_Open):

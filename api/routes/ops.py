@@ -44,7 +44,7 @@ async def readyz(request: Request) -> JSONBytes:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics of this worker process",
+    summary="Prometheus metrics (all workers under `kaq serve --workers N`)",
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **problems(503)},
 )
 async def metrics(request: Request) -> Response:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import os
+import signal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -119,4 +121,24 @@ async def reload_rulesets(request: Request) -> JSONBytes:
         state.metrics.reloads.labels("failed").inc()
         raise
     state.metrics.reloads.labels("ok").inc()
-    return JSONBytes({"generation": snap.generation, "rulesets": _listing(snap)})
+    return JSONBytes(
+        {
+            "generation": snap.generation,
+            "rulesets": _listing(snap),
+            "workers_restarting": _restart_sibling_workers(),
+        }
+    )
+
+
+def _restart_sibling_workers() -> bool:
+    """Under `kaq serve --workers N`, have the supervisor replace every worker.
+
+    This worker has just loaded and validated the rulesets; uvicorn's supervisor, on
+    SIGHUP, starts fresh workers (each loading the same files) before retiring the old
+    ones, so requests in flight finish on the version they started with.
+    """
+    supervisor = os.environ.get("KAQ_SUPERVISOR_PID", "")
+    if not supervisor.isdigit() or int(supervisor) != os.getppid():
+        return False
+    os.kill(int(supervisor), signal.SIGHUP)
+    return True

@@ -89,8 +89,12 @@ def register(app: typer.Typer) -> None:
             # Fresh each run: files left by an earlier run would be added to this one's counts.
             metrics_dir = tempfile.mkdtemp(prefix="kaq-metrics-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            # POST /v1/admin/reload reaches one worker; it validates, then asks this
+            # supervisor (SIGHUP) to replace every worker with the new rulesets.
+            os.environ["KAQ_SUPERVISOR_PID"] = str(os.getpid())
         else:
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            os.environ.pop("KAQ_SUPERVISOR_PID", None)
         try:
             uvicorn.run(
                 "api.app:app",

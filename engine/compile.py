@@ -218,6 +218,8 @@ class Compiled:
     portfolio: Program | None
     labels: dict[str, dict[str, dict[str, str]]]
     digest: str
+    missing: dict[str, dict[str, str]] = field(default_factory=dict)
+    warnings: list[Diagnostic] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -247,13 +249,21 @@ def compile_source(file: str, text: str) -> Compiled:
         )
     if c.diags:
         raise RulesetError(c.diags)
-    labels = {
-        "qualification": {k: v.model_dump() for k, v in doc.qualifications.items()},
-        "segments": {k: v.model_dump() for k, v in doc.segments.items()},
-        "stage": {k: v.model_dump() for k, v in doc.stages.items()},
+    labels: dict[str, dict[str, dict[str, str]]] = {
+        name: {k: v.model_dump() for k, v in (decl.labels or {}).items()}
+        for name, decl in doc.facts.items()
+        if decl.labels
     }
+    labels.update(
+        {
+            "qualification": {k: v.model_dump() for k, v in doc.qualifications.items()},
+            "segments": {k: v.model_dump() for k, v in doc.segments.items()},
+            "stage": {k: v.model_dump() for k, v in doc.stages.items()},
+        }
+    )
+    missing = {n: d.missing.model_dump() for n, d in doc.facts.items() if d.missing}
     digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Compiled(doc, src, program, portfolio, labels, digest)
+    return Compiled(doc, src, program, portfolio, labels, digest, missing, sorted(c.warnings))
 
 
 def _check_shape(src: Source) -> RulesetDoc:
@@ -281,6 +291,18 @@ def _check_shape(src: Source) -> RulesetDoc:
                     )
                 )
                 continue
+            if err["type"] in ("model_type", "dict_type"):
+                what = loc[-2] if len(loc) >= 2 and isinstance(loc[-1], str) else "value"
+                diags.append(
+                    src.diag(
+                        loc,
+                        "ruleset.shape",
+                        f"{_where(loc)}: expected a mapping (keys and values), "
+                        f"got {_yaml_kind(err.get('input'))}",
+                        "for a param write `{value: 70}`" if what == "params" else None,
+                    )
+                )
+                continue
             if err["type"] == "missing":
                 diags.append(
                     src.diag(
@@ -294,6 +316,26 @@ def _check_shape(src: Source) -> RulesetDoc:
                 msg = "`kaq:` must be 1 (the format version)"
             diags.append(src.diag(loc, "ruleset.shape", f"{_where(loc)}: {msg}", hint))
         raise RulesetError(diags) from None
+
+
+def _looks_numeric(text: str) -> str | None:
+    """`70%`, `¥1,000,000`, ` 15 ` -> the number a sales-ops person meant, as text."""
+    t = text.strip().rstrip("%").lstrip("¥$€").replace(",", "").replace("_", "").strip()
+    try:
+        float(t)
+    except ValueError:
+        return None
+    return t
+
+
+def _yaml_kind(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, str):
+        return f"the text `{v}`"
+    return f"`{v}`"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -330,6 +372,7 @@ class _Compiler:
         self.src = src
         self.doc = doc
         self.diags: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []  # reported by `kaq check`, never block a load
         self._engine_seq = 0
         self._field_seq = 0
 
@@ -412,6 +455,13 @@ class _Compiler:
                 symbols[name] = E.Symbol("fact", _fact_type(decl))
                 units[name] = decl.unit
         for name, p in params.items():
+            if isinstance(p.value, str) and _looks_numeric(p.value):
+                self.err(
+                    ("params", name, "value"),
+                    "ruleset.param_type",
+                    f"param `{name}` is the text `{p.value}`, not a number",
+                    f"write the number alone: `value: {_looks_numeric(p.value)}`",
+                )
             ppath = (
                 ("portfolio", "params", name)
                 if base and name in (doc.portfolio.params if doc.portfolio else {})
@@ -476,13 +526,38 @@ class _Compiler:
                 self.err(
                     path + ("id",),
                     "ruleset.duplicate_rule_id",
-                    f"rule id `{rdecl.id}` is already used by rule #{ids[rdecl.id] + 1}",
+                    f"rule id `{rdecl.id}` is already used by rule #{ids[rdecl.id] + 1} "
+                    f"(line {self.src.position(rules_path + (ids[rdecl.id], 'id'))[0]})",
+                    "rule ids must be unique: rename one of them",
                 )
                 continue
             ids[rdecl.id] = i
             r = self._rule(rdecl, i, path, symbols, units, input_deps_of, params)
             if r is not None:
                 compiled.append(r)
+
+        criteria = [r for r in compiled if r.kind == "criterion"]
+        total = sum(r.weight for r in criteria)
+        if criteria and not self.diags and abs(total - 100) > 1e-9:
+            first = criteria[0]
+            where = rules_path + (first.index, "weight")
+            if total > 100:
+                self.err(
+                    where,
+                    "ruleset.score_range",
+                    f"criterion weights add up to {E.rnd(total)}: scores above 100 are possible, "
+                    "but the score runs from 0 to 100",
+                    "make the weights of all criteria add up to 100",
+                )
+            else:
+                self.warnings.append(
+                    self.src.diag(
+                        where,
+                        "ruleset.score_below_100",
+                        f"criterion weights add up to {E.rnd(total)}: no account can score 100",
+                        "make the weights of all criteria add up to 100, unless that is intended",
+                    )
+                )
 
         # decision steps
         step_list: list[Step] = []
@@ -701,14 +776,14 @@ class _Compiler:
 
         # templates
         if decl.message:
-            written = self.src._node(path + ("message",))
-            shorthand = isinstance(written, dict) and "en" in written
-            for key, text in decl.message.items():
+            shorthand = isinstance(decl.message, Text)
+            by_outcome = {"fired": decl.message} if isinstance(decl.message, Text) else decl.message
+            for key, text in by_outcome.items():
                 where = path + ("message",) if shorthand else path + ("message", key)
                 self._check_template(where, text, symbols)
             r.messages = {
                 ("met" if k == "fired" and decl.kind == "criterion" else k): v.model_dump()
-                for k, v in decl.message.items()
+                for k, v in by_outcome.items()
             }
         if decl.recommendation:
             self._check_template(path + ("recommendation",), decl.recommendation, symbols)

@@ -36,8 +36,10 @@ class Type:
     values: tuple[str, ...] | None = None
 
     def __str__(self) -> str:
-        if self.kind == "string" and self.values is not None:
+        if self.kind == "string" and self.values is not None and len(self.values) > 1:
             return "enum"
+        if self.kind == "string":
+            return "text"
         if self.kind == "list":
             return "list"
         return self.kind
@@ -204,7 +206,10 @@ def parse(source: str) -> Node:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExprError(
-            "expr.syntax", f"syntax error: {exc.msg}", max(0, (exc.offset or 1) - 1)
+            "expr.syntax",
+            f"syntax error: {exc.msg}",
+            max(0, (exc.offset or 1) - 1),
+            hint=_syntax_hint(source),
         ) from None
     except (RecursionError, MemoryError, ValueError):
         raise ExprError("expr.too_large", "expression is nested too deeply") from None
@@ -333,6 +338,29 @@ _OP_TEXT: dict[type, str] = {
     ast.BitAnd: "&",
     ast.BitOr: "|",
 }
+
+
+_SYNTAX_HINTS = (
+    ("&&", "write `and` instead of `&&`"),
+    ("||", "write `or` instead of `||`"),
+    ("=<", "write `<=` instead of `=<`"),
+    ("=>", "write `>=` instead of `=>`"),
+    ("<>", "write `!=` instead of `<>`"),
+    ("!", "write `not` instead of `!`"),
+)
+
+
+def _syntax_hint(source: str) -> str | None:
+    for token, hint in _SYNTAX_HINTS:
+        if token in source.replace("!=", ""):
+            return hint
+    if source.count("(") != source.count(")"):
+        return "the parentheses do not balance"
+    if source.count("'") % 2 or source.count('"') % 2:
+        return "a quote is not closed"
+    if "=" in source.replace("==", "").replace("!=", "").replace("<=", "").replace(">=", ""):
+        return "compare with `==`; a single `=` assigns"
+    return None
 
 
 def _op_text(op: ast.AST) -> str:
@@ -531,10 +559,15 @@ def _check_comparable(node: Cmp, lt: Type, rt: Type) -> None:
     ):
         raise ExprError("expr.type", "lists cannot be compared; use `in` or len()", node.offset)
     if lt.kind != rt.kind:
+        hint = None
+        for side in (node.left, node.right):
+            if isinstance(side, Name) and side.scope == "param":
+                hint = f"param `{side.name}` is {side.value!r}; is that the type you meant?"
         raise ExprError(
             "expr.type",
             f"cannot compare a {lt} with a {rt} (`{node.text or unparse(node)}`)",
             node.offset,
+            hint=hint,
         )
     if lt.kind in ("string", "bool") and node.op not in ("==", "!="):
         raise ExprError(

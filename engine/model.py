@@ -38,6 +38,8 @@ class FactDecl(_Strict):
     max_length: int | None = Field(default=None, ge=1, le=100_000)
     unit: Unit | None = None
     description: Text | None = None
+    labels: dict[str, Text] | None = None  # how enum / list values read in messages
+    missing: Text | None = None  # what messages say when the fact is unknown
 
     @model_validator(mode="after")
     def _values_fit_type(self) -> FactDecl:
@@ -57,6 +59,14 @@ class FactDecl(_Strict):
             raise ValueError("`min` is greater than `max`")
         if self.max_length is not None and self.type != "string":
             raise ValueError("`max_length` only applies to string facts")
+        if self.labels is not None:
+            if self.type not in ("enum", "list"):
+                raise ValueError("`labels` only apply to enum and list facts")
+            unknown = [k for k in self.labels if k not in (self.values or [])]
+            if unknown:
+                raise ValueError(
+                    f"`labels` names values the fact cannot take: {', '.join(unknown)}"
+                )
         return self
 
 
@@ -99,22 +109,16 @@ class RuleDecl(_Strict):
     partly_when: str | None = None
     severity: Severity | None = None
     escalate: list[Escalation] = []
-    message: dict[str, Text] | None = None
+    # a plain {en, zh} is the message when the rule fires; or one per outcome
+    message: Text | dict[str, Text] | None = None
     recommendation: Text | None = None
     playbook: list[Text] = []
-
-    @field_validator("message", mode="before")
-    @classmethod
-    def _plain_message_is_the_fired_one(cls, v: Any) -> Any:
-        if isinstance(v, dict) and ("en" in v or "zh" in v):
-            return {"fired": v}
-        return v
 
     @model_validator(mode="after")
     def _keys_fit_kind(self) -> RuleDecl:
         k = self.kind
         allowed_outcomes = CRITERION_OUTCOMES + ("fired",) if k == "criterion" else RULE_OUTCOMES
-        for key in self.message or {}:
+        for key in self.message if isinstance(self.message, dict) else ():
             if key not in allowed_outcomes:
                 raise ValueError(
                     f"message key `{key}` does not fit a {k}; "

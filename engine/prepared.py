@@ -39,6 +39,7 @@ class PreparedRuleset:
         self.digest: str = compiled.digest
         self.path = path
         self.source: str = compiled.source.text
+        self.warnings = compiled.warnings  # lint findings that do not block loading
         self.loaded_at = _dt.datetime.now(_dt.UTC)
         self.currency = doc.currency
         self.facts_model = F.build_model(doc.name, doc.facts)
@@ -248,8 +249,24 @@ class PreparedRuleset:
         hit = self._rendered.get(key)
         if hit is None:
             hit = (
-                render(text["en"], env, prog.units, "en", self.currency, self._c.labels),
-                render(text["zh"], env, prog.units, "zh", self.currency, self._c.labels),
+                render(
+                    text["en"],
+                    env,
+                    prog.units,
+                    "en",
+                    self.currency,
+                    self._c.labels,
+                    self._c.missing,
+                ),
+                render(
+                    text["zh"],
+                    env,
+                    prog.units,
+                    "zh",
+                    self.currency,
+                    self._c.labels,
+                    self._c.missing,
+                ),
             )
             if len(self._rendered) >= _MEMO_SIZE:
                 self._rendered.clear()

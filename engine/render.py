@@ -73,13 +73,16 @@ def format_value(value: Any, unit: str | None, lang: str, currency: str = "CNY")
     if unit == "money":
         if lang == "zh":
             suffix = CURRENCY_ZH.get(currency, currency)
-            a = abs(value)
             sign = "-" if value < 0 else ""
-            if a >= 1e8:
-                return f"{sign}{_group(a / 1e8, 2)}亿{suffix}"
-            if a >= 1e4:
-                return f"{sign}{_group(a / 1e4, 2)}万{suffix}"
-            return f"{sign}{_group(a, 2)}{suffix}"
+            # the largest unit the amount reaches; if rounding to 2 decimals makes it
+            # 10,000 of that unit, the next one (99,999,999 reads 1亿元, not 10,000万元)
+            a = abs(value)
+            units = ((1.0, ""), (1e4, "万"), (1e8, "亿"), (1e12, "万亿"))
+            i = max(k for k, (size, _u) in enumerate(units) if a >= size or k == 0)
+            if i + 1 < len(units) and round(a / units[i][0], 2) >= 1e4:
+                i += 1
+            size, unit = units[i]
+            return f"{sign}{_group(a / size, 2)}{unit}{suffix}"
         symbol = CURRENCY_SYMBOL.get(currency, currency + " ")
         sign = "-" if value < 0 else ""
         return f"{sign}{symbol}{_group(abs(value), 2)}"
@@ -97,14 +100,19 @@ def render(
     lang: str,
     currency: str = "CNY",
     labels: Mapping[str, Mapping[str, Any]] | None = None,
+    missing: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str:
-    """Fill a template; enum values with a label (qualification, stage, segments) use it."""
+    """Fill a template. Values with a label (enums, segments, stage...) print the label;
+    an unknown value prints the fact's `missing` text, or unknown / 未知."""
     out = []
     for literal, field, spec in _parsed(template):
         out.append(literal)
         if field is None:
             continue
         v = values.get(field)
+        if v is None and missing and field in missing:
+            out.append(missing[field][lang])
+            continue
         if spec == "raw":
             out.append(UNKNOWN[lang] if v is None else str(v))
             continue

@@ -163,6 +163,7 @@ def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
         problem = exc.problem or exc.context or "invalid YAML"
         code = "yaml.duplicate_key" if "duplicate" in str(exc) else "yaml.syntax"
         hint = "keys must be unique in a mapping" if code == "yaml.duplicate_key" else None
+        hint = hint or _yaml_hint(f"{exc.context or ''} {exc.problem or ''}")
         return None, [Diagnostic(file, line, col, code, problem.strip(), hint)]
     except (YAMLError, ValueError, RecursionError) as exc:
         return None, [Diagnostic(file, 1, 1, "yaml.syntax", str(exc).splitlines()[0])]
@@ -171,6 +172,28 @@ def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
             Diagnostic(file, 1, 1, "yaml.not_a_mapping", "a ruleset file is a YAML mapping")
         ]
     return Source(file, text, doc), []
+
+
+_YAML_HINTS = (
+    (
+        "mapping values are not allowed",
+        "is a `:` missing after a key on the line above, or "
+        "is this line indented too far? A value that contains `: ` needs quotes",
+    ),
+    ("'\\t'", "indent with spaces: YAML does not allow tabs"),
+    ("expected <block end>", "check this line's indentation against the lines above it"),
+    ("could not find expected ':'", "a key needs a `:` after it; check the indentation too"),
+    ("quoted scalar", "a quote is not closed"),
+    ("expected ',' or '}'", "inside { }, quote values that contain `:`, `{`, `}` or `,`"),
+    ("expected ',' or ']'", "inside [ ], quote values that contain `:`, `[`, `]` or `,`"),
+)
+
+
+def _yaml_hint(problem: str) -> str | None:
+    for needle, hint in _YAML_HINTS:
+        if needle in problem:
+            return hint
+    return None
 
 
 def plain(node: Any) -> Any:

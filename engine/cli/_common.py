@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -16,9 +17,14 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def print_diagnostics(exc: RulesetError) -> None:
-    """Every diagnostic on its own line, `file:line:col: code: message (hint)`."""
+    """Every diagnostic on its own line, `file:line:col: code: message (hint)`.
+
+    Written without wrapping, whatever the terminal width: editors, CI problem matchers
+    and grep read one diagnostic per line.
+    """
     for d in exc.diagnostics:
-        err_console.print(str(d), markup=False)
+        sys.stderr.write(str(d) + "\n")
+    sys.stderr.flush()
     n = len(exc.diagnostics)
     err_console.print(f"{n} problem{'s' if n != 1 else ''} found", style="bold red")
 

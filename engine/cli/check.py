@@ -1,35 +1,60 @@
-"""`kaq check [DIR]`: validate and lint every ruleset."""
+"""`kaq check [PATH ...]`: validate and lint rulesets (folders or single files)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from ..errors import RulesetError
-from ..loader import load_rulesets
+from ..errors import Diagnostic, RulesetError
+from ..loader import load_rulesets, load_rulesets_from_sources
 from ._common import DEFAULT_RULESETS, print_diagnostics
+
+
+def _load(path: Path):
+    if path.is_dir():
+        return load_rulesets(path)
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RulesetError(
+                [Diagnostic(str(path), 1, 1, "ruleset.unreadable", str(exc))]
+            ) from None
+        return load_rulesets_from_sources({str(path): text}, base=path.parent)
+    raise RulesetError([Diagnostic(str(path), 1, 1, "ruleset.not_found", "no such file or folder")])
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def check(
-        directory: Path = typer.Argument(DEFAULT_RULESETS, help="folder of ruleset files"),
+        paths: list[Path] = typer.Argument(
+            None, help="ruleset folders or files [default: rulesets]"
+        ),
     ) -> None:
-        """Validate every ruleset of DIR; errors as file:line:col: code: message. Exit 1 on any."""
-        try:
-            loaded = load_rulesets(directory)
-        except RulesetError as exc:
-            print_diagnostics(exc)
-            raise typer.Exit(1) from None
-        out = Console(highlight=False)
-        for rs in loaded.values():
-            engine_rules = len(rs._prog.engine_rules)
-            out.print(
-                f"ok  {rs.path}  {rs.name} {rs.version}: {len(rs.rules)} rules, "
-                f"{len(rs._prog.facts)} facts, {len(rs._prog.params)} params, "
-                f"{engine_rules} engine rules in {len(rs._prog.levels)} stages  {rs.digest[:19]}",
-                markup=False,
-            )
-            rs.close()
+        """Validate rulesets; problems as file:line:col: code: message. Exit 1 on any error."""
+        problems: list[Diagnostic] = []
+        for path in paths or [DEFAULT_RULESETS]:
+            try:
+                loaded = _load(path)
+            except RulesetError as exc:
+                problems.extend(exc.diagnostics)
+                continue
+            for rs in loaded.values():
+                for w in rs.warnings:
+                    sys.stderr.write(
+                        f"{w.file}:{w.line}:{w.col}: warning: {w.code}: {w.message}"
+                        + (f" ({w.hint})" if w.hint else "")
+                        + "\n"
+                    )
+                sys.stdout.write(
+                    f"ok  {rs.path}  {rs.name} {rs.version}: {len(rs.rules)} rules, "
+                    f"{len(rs._prog.facts)} facts, {len(rs._prog.params)} params, "
+                    f"{len(rs._prog.engine_rules)} engine rules in {len(rs._prog.levels)} "
+                    f"stages  {rs.digest[:19]}\n"
+                )
+                rs.close()
+        if problems:
+            print_diagnostics(RulesetError(problems))
+            raise typer.Exit(1)

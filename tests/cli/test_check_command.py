@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MINI = FIXTURES / "rulesets" / "mini.yaml"
 BASE = FIXTURES / "invalid" / "base.yaml"
@@ -68,7 +69,48 @@ def test_check_lines_start_with_the_file_path(tmp_path):
 def test_check_missing_folder_exits_1(tmp_path):
     result = kaq_check(str(tmp_path / "nope"))
     assert result.exit_code == 1
-    assert [c for *_, c in located(result.stderr)] == ["ruleset.no_directory"]
+    assert [c for *_, c in located(result.stderr)] == ["ruleset.not_found"]
+
+
+def test_check_accepts_single_files_and_several_paths(tmp_path):
+    result = kaq_check(str(ROOT / "rulesets" / "key-account.yaml"), str(ROOT / "rulesets"))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("ok  ") == 2
+
+
+def test_check_warns_when_weights_do_not_reach_100(tmp_path):
+    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    head, sep, tail = text.partition("  weight_pays_back:")
+    (tmp_path / "key-account.yaml").write_text(
+        head + sep + tail.replace("value: 15", "value: 10", 1), encoding="utf-8"
+    )
+    result = kaq_check(str(tmp_path))
+    assert result.exit_code == 0
+    assert ": warning: ruleset.score_below_100: criterion weights add up to 95" in result.stderr
+
+
+def test_check_refuses_weights_above_100(tmp_path):
+    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    head, sep, tail = text.partition("  weight_pays_back:")
+    (tmp_path / "key-account.yaml").write_text(
+        head + sep + tail.replace("value: 15", "value: 40", 1), encoding="utf-8"
+    )
+    result = kaq_check(str(tmp_path))
+    assert result.exit_code == 1
+    assert [c for *_, c in located(result.stderr)] == ["ruleset.score_range"]
+
+
+def test_check_points_a_threshold_written_as_text_at_the_param(tmp_path):
+    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    head, sep, tail = text.partition("  key_account_min_score:")
+    (tmp_path / "key-account.yaml").write_text(
+        head + sep + tail.replace("value: 70", 'value: "70%"', 1), encoding="utf-8"
+    )
+    result = kaq_check(str(tmp_path))
+    assert result.exit_code == 1
+    line = head.count("\n") + 2  # the `value:` line under the param's key
+    assert ("ruleset.param_type", line) in [(c, ln) for _f, ln, _col, c in located(result.stderr)]
+    assert "write the number alone: `value: 70`" in result.stderr
 
 
 def test_check_empty_folder_exits_1(tmp_path):

@@ -27,3 +27,16 @@ def test_schema_names_every_top_level_section_of_the_default_ruleset():
     assert set(doc) <= set(schema["properties"])
     assert schema["additionalProperties"] is False
     assert {"kaq", "name", "version", "facts", "rules", "decision"} <= set(schema["required"])
+
+
+def test_the_default_ruleset_and_the_example_validate_against_the_schema():
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(ruleset_schema())
+    for path in (
+        ROOT / "rulesets" / "key-account.yaml",
+        ROOT / "tests" / "fixtures" / "rulesets" / "mini.yaml",
+    ):
+        doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        errors = [f"{list(e.absolute_path)}: {e.message[:120]}" for e in validator.iter_errors(doc)]
+        assert errors == [], path.name

@@ -131,16 +131,24 @@ def validate(model: type[BaseModel], raw: Any) -> dict[str, Any]:
     try:
         obj = model.model_validate(dict(raw))
     except ValidationError as exc:
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False)
-        ]
+        errors = [_error(model, e) for e in exc.errors(include_url=False)]
         raise FactsError(errors, account_id) from None
     out: dict[str, Any] = {}
     for key, value in obj.model_dump(exclude_none=True).items():
         if isinstance(value, list):
             value = list(dict.fromkeys(value))
         out[key] = value
+    return out
+
+
+def _error(model: type[BaseModel], e: Any) -> dict[str, Any]:
+    out = {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+    if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
+        import difflib
+
+        name = str(e["loc"][0])
+        close = difflib.get_close_matches(name, list(model.model_fields), n=1, cutoff=0.6)
+        out["msg"] = f"unknown fact `{name}`" + (f"; did you mean `{close[0]}`?" if close else "")
     return out
 
 

@@ -20,6 +20,7 @@ class Record:
     where: str  # "file:line" or "file[index]"
     facts: dict[str, Any] | None
     error: str | None = None
+    whole_file: bool = False  # the error concerns the file, not one record
 
 
 def _reject_constant(name: str) -> Any:
@@ -52,7 +53,7 @@ def _json(path: Path) -> Iterator[Record]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
     except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
-        yield Record(f"{path}", None, f"not valid JSON: {exc}")
+        yield Record(f"{path}", None, f"not valid JSON: {exc}", whole_file=True)
         return
     if isinstance(data, dict) and isinstance(data.get("accounts"), list):
         data = data["accounts"]
@@ -94,7 +95,17 @@ def _csv(path: Path, rs: PreparedRuleset) -> Iterator[Record]:
         reader = csv.DictReader(fh)
         unknown = [c for c in (reader.fieldnames or []) if c not in decls]
         if unknown:
-            yield Record(f"{path}:1", None, f"unknown column(s): {', '.join(unknown)}")
+            import difflib
+
+            named = []
+            for c in unknown:
+                close = difflib.get_close_matches(
+                    c.strip().lower().replace(" ", "_"), list(decls), n=1, cutoff=0.6
+                )
+                named.append(f"`{c}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+            yield Record(
+                f"{path}:1", None, "unknown column(s): " + ", ".join(named), whole_file=True
+            )
             return
         for row in reader:
             where = f"{path}:{reader.line_num}"

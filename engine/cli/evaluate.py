@@ -52,8 +52,14 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             err_console.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None
-        verdicts = [v for _, v, _ in records if v is not None]
-        bad = [(where, err) for where, _, err in records if err is not None]
+        whole = [(where, err) for where, _, err, file_level in records if file_level]
+        if whole:
+            for where, err in whole:
+                sys.stderr.write(f"{where}: {err}\n")
+            sys.stderr.write("the file was not evaluated\n")
+            raise typer.Exit(2)
+        verdicts = [v for _, v, _, _ in records if v is not None]
+        bad = [(where, err) for where, _, err, _ in records if err is not None]
         if fmt == "json":
             single = len(records) == 1 and file.suffix.lower() == ".json" and not bad
             payload: Any = verdicts[0] if single and verdicts else verdicts
@@ -61,14 +67,13 @@ def register(app: typer.Typer) -> None:
         else:
             out = Console(highlight=False)
             for v in verdicts:
-                out.print(_panel(v, lang))
+                out.print(_panel(v, lang, rs._c.labels))
         for where, err in bad:
-            err_console.print(f"{where}: {err}", markup=False)
+            sys.stderr.write(f"{where}: {err}\n")  # one line each, never wrapped
         if bad:
-            err_console.print(
-                f"{len(bad)} of {len(records)} record(s) rejected; the others were evaluated",
-                style="bold red",
-            )
+            done = len(records) - len(bad)
+            tail = f"; the other {done} were evaluated" if done else ""
+            sys.stderr.write(f"{len(bad)} of {len(records)} record(s) rejected{tail}\n")
             raise typer.Exit(2)
 
 
@@ -80,10 +85,10 @@ def _evaluate_all(file: Path, rs: Any):
         for rec in read_records(file, rs):
             progress.advance(task)
             if rec.error is not None:
-                yield rec.where, None, rec.error
+                yield rec.where, None, rec.error, rec.whole_file
                 continue
             try:
-                yield rec.where, rs.evaluate(rec.facts), None
+                yield rec.where, rs.evaluate(rec.facts), None, False
             except FactsError as exc:
                 where = rec.where
                 if exc.account_id:
@@ -95,18 +100,33 @@ def _evaluate_all(file: Path, rs: Any):
                         f"field `{'.'.join(map(str, e['loc'])) or '(record)'}`: {e['msg']}"
                         for e in exc.errors
                     ),
+                    False,
                 )
             except EvaluationError as exc:
-                yield rec.where, None, f"evaluation failed: {exc}"
+                yield rec.where, None, f"evaluation failed: {exc}", False
 
 
-def _panel(v: dict[str, Any], lang: str) -> Panel:
+def _label(labels: dict[str, Any], kind: str, value: Any, lang: str) -> str:
+    """The ruleset's label for a vocabulary value, with the code beside it."""
+    if value is None:
+        return "未知" if lang == "zh" else "unknown"
+    text = labels.get(kind, {}).get(value, {}).get(lang)
+    return f"{text} ({value})" if text and text != value else str(value)
+
+
+def _panel(v: dict[str, Any], lang: str, labels: dict[str, Any]) -> Panel:
     q = v["qualification"]
     head = Table.grid(padding=(0, 2))
-    head.add_row("qualification", f"[{QUAL_STYLE.get(q, 'bold')}]{q}[/]")
+    head.add_column(no_wrap=True)
+    head.add_column(overflow="fold")
+    head.add_row(
+        "qualification",
+        f"[{QUAL_STYLE.get(q, 'bold')}]{_label(labels, 'qualification', q, lang)}[/]",
+    )
     head.add_row("score", str(v["score"]))
-    head.add_row("segments", ", ".join(v["segments"]) or "-")
-    head.add_row("stage", v["stage"] or "unknown")
+    segs = [_label(labels, "segments", s, lang) for s in v["segments"]]
+    head.add_row("segments", ", ".join(segs) or "-")
+    head.add_row("stage", _label(labels, "stage", v["stage"], lang))
     if v.get("summary"):
         head.add_row("why", v["summary"][lang])
     if v["missing_facts"]:
@@ -141,7 +161,7 @@ def _panel(v: dict[str, Any], lang: str) -> Panel:
             show_header=False,
             expand=True,
         )
-        r.add_column("item")
+        r.add_column("item", overflow="fold")
         for item in v["recommendations"]:
             r.add_row("• " + item["message"][lang])
         parts.append(r)

@@ -53,6 +53,24 @@ def log_config(log_level: str) -> dict[str, Any]:
     return config
 
 
+def _preflight(settings: Any) -> None:
+    """Refuse to start, with located diagnostics, on rulesets or a log URL that cannot work.
+
+    Without this, uvicorn would print a traceback per worker (and keep restarting them).
+    """
+    from ..errors import RulesetError
+    from ..loader import load_rulesets
+    from ._common import print_diagnostics
+
+    try:
+        for rs in load_rulesets(settings.rulesets).values():
+            rs.close()
+    except RulesetError as exc:
+        typer.echo(f"kaq serve: the rulesets in {settings.rulesets} do not load:", err=True)
+        print_diagnostics(exc)
+        raise typer.Exit(2) from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -79,11 +97,19 @@ def register(app: typer.Typer) -> None:
         try:
             settings = Settings()
         except ValidationError as exc:
-            typer.echo(f"kaq serve: invalid settings:\n{exc}", err=True)
+            # name the environment variable (or option) a person sets, not the field
+            for e in exc.errors(include_url=False):
+                field = str(e["loc"][0]) if e["loc"] else ""
+                typer.echo(
+                    f"kaq serve: KAQ_{field.upper()}: {e['msg'].removeprefix('Value error, ')}"
+                    + (f" (got {e['input']!r})" if "input" in e else ""),
+                    err=True,
+                )
             raise typer.Exit(2) from None
         if not settings.rulesets.is_dir():
             typer.echo(f"kaq serve: no ruleset folder {settings.rulesets}", err=True)
             raise typer.Exit(2)
+        _preflight(settings)
         metrics_dir = None
         if workers > 1:
             # Fresh each run: files left by an earlier run would be added to this one's counts.

@@ -46,3 +46,36 @@ def test_admin_reload_replaces_every_worker(tmp_path: Path) -> None:
         assert seen == {new}
     finally:
         stop_server(server)
+
+
+def test_serve_refuses_to_start_on_a_broken_ruleset_with_located_errors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    folder = tmp_path / "rulesets"
+    folder.mkdir()
+    text = (REPO / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    (folder / "key-account.yaml").write_text(
+        text.replace("gross_margin_pct < ", "gross_margn_pct < ", 1), encoding="utf-8"
+    )
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "kaq"),
+            "serve",
+            "--rulesets",
+            str(folder),
+            "--port",
+            "1",
+            "--db",
+            f"sqlite:///{tmp_path / 'k.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "key-account.yaml:" in proc.stderr and "expr.unknown_name" in proc.stderr
+    assert "did you mean `gross_margin_pct`?" in proc.stderr

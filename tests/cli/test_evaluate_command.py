@@ -167,3 +167,22 @@ def test_installed_kaq_script_evaluates_json(rulesets, tmp_path):
     proc = subprocess.run([*argv, "--format", "json"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["qualification"] == "good"
+
+
+def test_unknown_field_gets_a_did_you_mean(rulesets, tmp_path):
+    f = tmp_path / "one.json"
+    f.write_text(json.dumps({**GOOD, "spnd": 1}), encoding="utf-8")
+    result = kaq_evaluate(rulesets, f)
+    assert result.exit_code == 2
+    assert "unknown fact `spnd`; did you mean `spend`?" in result.stderr
+
+
+def test_csv_with_an_unknown_column_is_rejected_whole_with_a_hint(rulesets, tmp_path):
+    f = tmp_path / "accounts.csv"
+    f.write_text("account_id,Spend\nM-1,3\nM-2,4\nM-3,5\n", encoding="utf-8")
+    result = kaq_evaluate(rulesets, f, "--format", "json")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"{f}:1: unknown column(s): `Spend` (did you mean `spend`?)" in result.stderr
+    assert "the file was not evaluated" in result.stderr
+    assert "record(s) rejected" not in result.stderr

@@ -13,7 +13,8 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, so code changes do not rebuild them.
-COPY pyproject.toml ./
+# README.md too: pyproject.toml names it as the package readme
+COPY pyproject.toml README.md ./
 RUN mkdir -p engine api && touch engine/__init__.py api/__init__.py \
  && pip install . && pip uninstall -y kaq
 COPY engine ./engine

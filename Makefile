@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run serve test lint check-rulesets bench clean
+.PHONY: setup run serve test lint fmt bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "kaq needs Python 3.11 or 3.12 (durable_rules does not import on 3.13)"; exit 1; }
@@ -24,7 +24,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check engine api tests benchmarks
+	$(BIN)/ruff format --check engine api tests benchmarks
+	$(BIN)/mypy engine api
 	$(BIN)/kaq check rulesets
+	$(BIN)/kaq fmt --check rulesets
 	$(BIN)/kaq test rulesets --coverage-min 100
 	$(BIN)/python -m pytest -q
 
@@ -32,6 +35,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check engine api tests benchmarks
 	$(BIN)/ruff format --check engine api tests benchmarks
 	$(BIN)/mypy engine api
+
+fmt: $(STAMP)
+	$(BIN)/ruff format engine api tests benchmarks
+	$(BIN)/kaq fmt rulesets
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py

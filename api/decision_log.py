@@ -186,6 +186,22 @@ class _Backend(ABC):
     def schema_version(self) -> int: ...
 
 
+def _switch_to_wal(conn: sqlite3.Connection, deadline_s: float = 30.0) -> None:
+    """PRAGMA journal_mode=WAL, retried: when several workers open a new database at once,
+    SQLite answers "database is locked" at once instead of waiting on its busy timeout."""
+    end = time.monotonic() + deadline_s
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > end:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 class _SQLite(_Backend):
     def __init__(self, path: str):
         self.path = path
@@ -195,7 +211,7 @@ class _SQLite(_Backend):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(conn)
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
         self.conn = conn

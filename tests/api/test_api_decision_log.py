@@ -177,3 +177,17 @@ def test_urls_are_logged_without_their_password() -> None:
     )
     assert redacted("postgresql://kaq@db/kaq") == "postgresql://kaq@db/kaq"
     assert redacted("sqlite:///kaq.db") == "sqlite:///kaq.db"
+
+
+def test_many_sqlite_logs_opening_a_new_file_at_once_all_switch_to_wal(tmp_path: Path) -> None:
+    # regression: concurrent `PRAGMA journal_mode=WAL` answered "database is locked" at once
+    async def round_trip(i: int) -> None:
+        logs = [DecisionLog(f"sqlite:///{tmp_path / f'r{i}.db'}") for _ in range(6)]
+        assert await asyncio.gather(*(log.open() for log in logs)) == [SCHEMA_VERSION] * 6
+        await asyncio.gather(*(log.close() for log in logs))
+
+    async def main() -> None:
+        for i in range(15):
+            await round_trip(i)
+
+    asyncio.run(main())

@@ -44,10 +44,11 @@ def _group(n: float, decimals: int) -> str:
 
 
 def _number(v: float) -> str:
+    # thousands grouped alike for whole and fractional numbers: 1,500 and 5,840.7
     if isinstance(v, bool):
         return str(v).lower()
     if float(v).is_integer():
-        return f"{int(v):,}" if abs(v) >= 10000 else str(int(v))
+        return f"{int(v):,}"
     return _group(v, 2)
 
 

@@ -78,34 +78,34 @@ def test_check_accepts_single_files_and_several_paths(tmp_path):
     assert result.stdout.count("ok  ") == 2
 
 
-def test_check_warns_when_weights_do_not_reach_100(tmp_path):
+def with_param(folder: Path, name: str, old: str, new: str) -> str:
+    """A copy of the default ruleset in `folder` with one param's value line changed;
+    returns the text before the param's key."""
     text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
-    head, sep, tail = text.partition("  weight_pays_back:")
-    (tmp_path / "key-account.yaml").write_text(
-        head + sep + tail.replace("value: 15", "value: 10", 1), encoding="utf-8"
+    head, sep, tail = text.partition(f"  {name}:")
+    assert sep, name
+    (folder / "key-account.yaml").write_text(
+        head + sep + tail.replace(f"value: {old}", f"value: {new}", 1), encoding="utf-8"
     )
+    return head
+
+
+def test_check_warns_when_weights_do_not_reach_100(tmp_path):
+    with_param(tmp_path, "weight_pays_back", "15", "10")
     result = kaq_check(str(tmp_path))
     assert result.exit_code == 0
     assert ": warning: ruleset.score_below_100: criterion weights add up to 95" in result.stderr
 
 
 def test_check_refuses_weights_above_100(tmp_path):
-    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
-    head, sep, tail = text.partition("  weight_pays_back:")
-    (tmp_path / "key-account.yaml").write_text(
-        head + sep + tail.replace("value: 15", "value: 40", 1), encoding="utf-8"
-    )
+    with_param(tmp_path, "weight_pays_back", "15", "40")
     result = kaq_check(str(tmp_path))
     assert result.exit_code == 1
     assert [c for *_, c in located(result.stderr)] == ["ruleset.score_range"]
 
 
 def test_check_points_a_threshold_written_as_text_at_the_param(tmp_path):
-    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
-    head, sep, tail = text.partition("  key_account_min_score:")
-    (tmp_path / "key-account.yaml").write_text(
-        head + sep + tail.replace("value: 70", 'value: "70%"', 1), encoding="utf-8"
-    )
+    head = with_param(tmp_path, "key_account_min_score", "70", '"70%"')
     result = kaq_check(str(tmp_path))
     assert result.exit_code == 1
     line = head.count("\n") + 2  # the `value:` line under the param's key

@@ -42,6 +42,11 @@ def media_type(request: Request, allowed: tuple[str, ...]) -> str:
             "utf8",
         ):
             raise UnsupportedMediaType("Only UTF-8 bodies are accepted.")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(
+            f"Content-Encoding `{encoding}` is not supported: send the body uncompressed."
+        )
     return kind
 
 

@@ -97,6 +97,15 @@ async def test_wrong_content_type_is_415(svc: Running, headers: dict[str, str]) 
     assert r.json()["status"] == 415
 
 
+async def test_compressed_body_is_415_naming_the_encoding(svc: Running) -> None:
+    import gzip
+
+    body = gzip.compress(json.dumps(KEY_FACTS).encode())
+    r = await post(svc, body, {"content-type": "application/json", "content-encoding": "gzip"})
+    assert r.status_code == 415
+    assert "gzip" in r.json()["detail"]
+
+
 async def test_json_with_charset_utf8_is_accepted(svc: Running) -> None:
     r = await post(
         svc, json.dumps(KEY_FACTS).encode(), {"content-type": "application/json; charset=UTF-8"}

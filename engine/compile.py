@@ -34,6 +34,8 @@ OUTCOME_VARS: dict[str, str] = {
     "score": "number",
     "required_not_met": "number",
     "required_not_evaluable": "number",
+    "required_not_met_rules": "list",
+    "required_not_evaluable_rules": "list",
     "segments": "list",
     "qualification": "enum",
     "stage": "enum",
@@ -42,6 +44,8 @@ PRODUCED_BY = {
     "score": "criterion",
     "required_not_met": "criterion",
     "required_not_evaluable": "criterion",
+    "required_not_met_rules": "criterion",
+    "required_not_evaluable_rules": "criterion",
     "segments": "segment",
     "stage": "stage",
     "qualification": "decision",
@@ -261,6 +265,14 @@ def compile_source(file: str, text: str) -> Compiled:
             "stage": {k: v.model_dump() for k, v in doc.stages.items()},
         }
     )
+    # required criteria print by their label (else description, else id) in messages
+    criteria = {
+        r.id: (r.label or r.description or Text(en=r.id, zh=r.id)).model_dump()
+        for r in doc.rules
+        if r.kind == "criterion"
+    }
+    labels["required_not_met_rules"] = criteria
+    labels["required_not_evaluable_rules"] = criteria
     missing = {n: d.missing.model_dump() for n, d in doc.facts.items() if d.missing}
     digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Compiled(doc, src, program, portfolio, labels, digest, missing, sorted(c.warnings))
@@ -476,6 +488,8 @@ class _Compiler:
                     t = E.NUMBER
                 elif var == "segments":
                     t = E.Type("list", tuple(doc.segments))
+                elif var.endswith("_rules"):
+                    t = E.Type("list", tuple(r.id for r in doc.rules if r.kind == "criterion"))
                 elif var == "stage":
                     t = E.Type("string", tuple(doc.stages))
                 else:

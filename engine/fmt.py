@@ -33,11 +33,22 @@ _RULESET = (
     "kaq", "name", "version", "description", "currency", "qualifications", "segments", "stages",
     "facts", "params", "derived", "rules", "decision", "portfolio",
 )  # fmt: skip
-_FACT = ("type", "required", "values", "min", "max", "max_length", "unit", "description")
+_FACT = (
+    "type",
+    "required",
+    "values",
+    "min",
+    "max",
+    "max_length",
+    "unit",
+    "description",
+    "labels",
+    "missing",
+)
 _PARAM = ("value", "unit", "description")
 _DERIVED = ("expr", "unit", "description")
 _RULE = (
-    "id", "kind", "description", "segment", "stage", "weight", "required", "applies_when",
+    "id", "kind", "label", "description", "segment", "stage", "weight", "required", "applies_when",
     "when", "partly_when", "severity", "escalate", "message", "recommendation", "playbook",
 )  # fmt: skip
 _ESCALATION = ("severity", "when")

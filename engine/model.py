@@ -99,6 +99,7 @@ class Escalation(_Strict):
 class RuleDecl(_Strict):
     id: str = Field(pattern=RULE_ID_PATTERN, max_length=120)
     kind: Kind
+    label: Text | None = None  # a short name, e.g. in "required criteria not met: ..."
     description: Text | None = None
     segment: str | None = None
     stage: str | None = None

@@ -421,16 +421,21 @@ def _set_outcome_vars(
     vl = prog.var_level
     if vl.get("score") == level:
         score = 0.0
-        not_met = not_eval = 0
+        not_met: list[str] = []
+        not_eval: list[str] = []
         for r in prog.rules_of_kind.get("criterion", ()):
             c = _criterion_outcome(outcomes.get(r.id, "not_evaluable"), partly.get(r.id, False))
             score += _points(r, c)
             if r.decl.required:
-                not_met += c == "not_met"
-                not_eval += c == "not_evaluable"
+                if c == "not_met":
+                    not_met.append(r.id)
+                elif c == "not_evaluable":
+                    not_eval.append(r.id)
         env["score"] = _num(E.rnd(score))
-        env["required_not_met"] = not_met
-        env["required_not_evaluable"] = not_eval
+        env["required_not_met"] = len(not_met)
+        env["required_not_evaluable"] = len(not_eval)
+        env["required_not_met_rules"] = not_met
+        env["required_not_evaluable_rules"] = not_eval
     if vl.get("segments") == level:
         segs = [
             r.decl.segment

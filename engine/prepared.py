@@ -148,7 +148,7 @@ class PreparedRuleset:
         env = run.env
         values = {**prog.params, **env}  # what message templates read
         text = self._text if texts else _no_text
-        message = self._message if texts else _no_message
+        message = self._message if texts else _no_text
         criteria = []
         guardrails = []
         trace = []
@@ -278,10 +278,7 @@ _MEMO_SIZE = 20_000
 
 
 def _no_text(*_args: Any) -> None:
-    return None
-
-
-def _no_message(*_args: Any) -> None:
+    """Stands in for message and text rendering when a verdict is built without texts."""
     return None
 
 

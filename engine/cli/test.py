@@ -183,8 +183,12 @@ def print_coverage(console: Console, cov: RulesetCoverage, coverage_min: float |
         f"coverage {cov.ruleset}: {cov.percent:.1f}% of rules fired and not fired "
         f"({len(cov.covered)} of {len(cov.rules)}; {len(cov.partial)} partial, "
         f"{len(cov.uncovered)} uncovered; {cov.cases} evaluated); "
-        f"thresholds {cov.threshold_percent:.1f}% on both sides "
-        f"({threshold_covered} of {threshold_total})"
+        + (
+            f"thresholds {cov.threshold_percent:.1f}% on both sides "
+            f"({threshold_covered} of {threshold_total})"
+            if threshold_total
+            else "no threshold comparisons seen"
+        )
     )
     console.print(line, markup=False)
     if not cov.meets(coverage_min):

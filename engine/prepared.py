@@ -26,6 +26,7 @@ class _Run:
     partly: dict[str, bool]
     severity: dict[str, str]
     step: int | None
+    undecided: dict[str, list[int]]  # rule id -> escalations left unknown (fired rules)
 
 
 class PreparedRuleset:
@@ -162,9 +163,8 @@ class PreparedRuleset:
                 missing.update(n for n in r.input_deps if n not in facts)
             elif outcome == "fired":
                 # an escalation left unknown did not raise the severity: say what would decide it
-                for j, fn in enumerate(r.esc_fns):
-                    if fn(env) is None:
-                        missing.update(n for n in r.esc_input_deps[j] if n not in facts)
+                for j in run.undecided.get(r.id, ()):
+                    missing.update(n for n in r.esc_input_deps[j] if n not in facts)
             if r.kind == "criterion":
                 c_out = _criterion_outcome(outcome, run.partly.get(r.id, False))
                 points = _points(r, c_out)
@@ -324,6 +324,7 @@ def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run
     outcomes: dict[str, str] = {}
     partly: dict[str, bool] = {}
     severity: dict[str, str] = {}
+    undecided: dict[str, list[int]] = {}
     fired_all: set[str] = set()
     step_index: int | None = None
     _set_outcome_vars(prog, env, outcomes, partly, 0)
@@ -337,7 +338,7 @@ def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run
             fired = set(session.assert_encoded(level, parts))
             fired_all |= fired
             for r in prog.rules_by_level.get(level, ()):
-                _decide(r, fired, env, outcomes, partly, severity)
+                _decide(r, fired, env, outcomes, partly, severity, undecided)
             if step_index is None and level in prog.step_levels:
                 for s in prog.steps:
                     if s.level > level:
@@ -352,7 +353,7 @@ def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run
     if prog.steps and step_index is None:
         step_index = len(prog.steps) - 1
         env["qualification"] = prog.steps[step_index].qualification
-    return _Run(env, outcomes, partly, severity, step_index)
+    return _Run(env, outcomes, partly, severity, step_index, undecided)
 
 
 def _decide(
@@ -362,6 +363,7 @@ def _decide(
     outcomes: dict[str, str],
     partly: dict[str, bool],
     severity: dict[str, str],
+    undecided: dict[str, list[int]],
 ) -> None:
     """The rule's outcome as the engine decided it, checked against the Kleene explanation."""
     # durable_rules decides what fired; the Kleene explanation must agree, and tells
@@ -386,8 +388,11 @@ def _decide(
         best = None
         for j, (sev, _node) in enumerate(r.escalations):
             hit = r.engine[f"esc{j}"] in fired
-            if hit != (r.esc_fns[j](env) is True):
+            value = r.esc_fns[j](env)
+            if hit != (value is True):
                 raise EngineError(f"{r.id}: engine and explanation disagree on escalation {j + 1}")
+            if value is None:
+                undecided.setdefault(r.id, []).append(j)
             if hit and (best is None or SEVERITY_RANK[sev] > SEVERITY_RANK[best]):
                 best = sev
         if best is not None:

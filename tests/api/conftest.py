@@ -157,6 +157,15 @@ class Server:
         # The spawn context's resource tracker is a child too; workers run spawn_main.
         return [p for p in out if b"spawn_main" in _cmdline(p)]
 
+    def wait_for_workers(self, n: int, timeout: float = 30) -> list[int]:
+        """The worker pids once `n` are running (or whatever runs when time is up)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(self.children()) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self.children()
+
 
 def _cmdline(pid: int) -> bytes:
     try:

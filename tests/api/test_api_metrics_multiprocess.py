@@ -47,9 +47,7 @@ def test_metrics_count_the_requests_of_every_worker(tmp_path: Path) -> None:
     server = start_server(tmp_path, workers=2, tiny=True)
     try:
         deadline = time.monotonic() + 30
-        while len(server.children()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        workers = server.children()
+        workers = server.wait_for_workers(2, timeout=30)
         assert len(workers) == 2
         metrics_dir = _env(workers[0], "PROMETHEUS_MULTIPROC_DIR")
         assert metrics_dir and Path(metrics_dir).is_dir()

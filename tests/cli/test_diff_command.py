@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -114,28 +113,16 @@ def test_max_moved_exits_1_only_above_the_limit(corpus: Path, raised: Path) -> N
     assert _run(*args, "--max-moved", str(moved - 1))[0] == 1
 
 
-def _git(cwd: Path, *args: str) -> None:
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "PATH": "/usr/bin:/bin:/usr/local/bin",
-        "HOME": str(cwd),
-    }
-    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
-
-
-def test_base_on_a_git_revision(tmp_path: Path, corpus: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_base_on_a_git_revision(tmp_path: Path, corpus: Path, monkeypatch, git) -> None:  # type: ignore[no-untyped-def]
     repo = tmp_path / "repo"
     (repo / "rulesets").mkdir(parents=True)
     target = repo / "rulesets" / "key-account.yaml"
     shutil.copy(RULESETS / "key-account.yaml", target)
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "policy as shipped")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "policy as shipped")
     target.write_text(_raise_threshold(target.read_text(encoding="utf-8")), encoding="utf-8")
-    _git(repo, "commit", "-qam", "raise the key-account threshold")
+    git(repo, "commit", "-qam", "raise the key-account threshold")
     monkeypatch.chdir(repo)
 
     code, out = _run("--base", "HEAD~1", "HEAD", "--corpus", str(corpus), "--format", "json")

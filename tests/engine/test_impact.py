@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -215,30 +214,16 @@ def test_renderers_show_headline_and_matrix() -> None:
 # --------------------------------------------------------------------------- sides
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "PATH": "/usr/bin:/bin:/usr/local/bin",
-        "HOME": str(cwd),
-    }
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def test_read_side_from_a_git_revision_without_checkout(tmp_path: Path) -> None:
+def test_read_side_from_a_git_revision_without_checkout(tmp_path: Path, git) -> None:
     (tmp_path / "rulesets").mkdir()
     f = tmp_path / "rulesets" / "demo.yaml"
     f.write_text(BASE_YAML)
     (tmp_path / "rulesets" / "demo.tests.yaml").write_text("ruleset: demo\ncases: []\n")
-    _git(tmp_path, "init", "-q")
-    _git(tmp_path, "add", ".")
-    _git(tmp_path, "commit", "-qm", "one")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "one")
     f.write_text(BASE_YAML.replace("value: 70", "value: 75"))
-    _git(tmp_path, "commit", "-qam", "two")
+    git(tmp_path, "commit", "-qam", "two")
     f.write_text("uncommitted")
     old = read_side("HEAD~1", repo=tmp_path)
     assert old.sources == {"demo.yaml": BASE_YAML}

@@ -4,8 +4,11 @@ durable_rules 2.0.28 is a C engine with known traps (../shared/spec/durable-rule
 This module drives its C extension directly, without the stock `Host` and its background
 dispatcher/timer threads (which segfault under concurrency), and guards each trap:
 
-* **delete_state on a state where no rule fired segfaults** — every session first asserts
-  an *opener* fact that a catch-all rule always fires on, before anything can fail.
+* **delete_state on a state where no rule fired segfaults** — a catch-all rule fires on
+  every stage-1 fact (the first fact of every evaluation), and a session deletes its state
+  only once some rule has fired in it; if an assert failed before that, the session first
+  asserts a stage-0 fact the catch-all fires on, and abandons the session id if even that
+  fails (a new id for the thread; the old state is never touched again).
 * **leaked states** (the 1,025th live state raises MemoryError) — a session deletes its
   state in ``finally``; one session id per thread, reused.
 * **session ids collide by a 32-bit hash** — each thread gets a distinct short sid from a
@@ -42,6 +45,7 @@ from .errors import EngineError
 
 STAGE_FIELD = "kaq_stage"
 CATCH_ALL = "c"
+FIRST_STAGE = 1  # every evaluation asserts its stage-1 fact first; the catch-all fires on it
 MAX_ATOMS = 480  # below the 512 where create_ruleset loops forever
 MAX_FIELDS = 200  # below the ~254 properties where a fact is refused (error 302)
 MAX_MAGNITUDE = 1e15  # constants and facts; beyond it values are clamped (see encode_value)
@@ -142,7 +146,8 @@ class EngineRuleset:
             raise EngineError(
                 f"ruleset has {atom_count} conditions; the engine limit is {MAX_ATOMS}"
             )
-        definition: dict[str, Any] = {CATCH_ALL: {"all": [{"m": {STAGE_FIELD: 0}}]}}
+        catch_all = {"$lte": {STAGE_FIELD: FIRST_STAGE}}  # stage 0 (fallback) and stage 1
+        definition: dict[str, Any] = {CATCH_ALL: {"all": [{"m": catch_all}]}}
         for name, (stage, cond) in rules.items():
             parts = [{STAGE_FIELD: stage}, cond]
             definition[name] = {"all": [{"m": {"$and": parts}}]}
@@ -165,8 +170,9 @@ class EngineRuleset:
     def drive_bare(self, sid: str, accounts: list[list[str]]) -> int:
         """Benchmark floor: assert pre-encoded facts, run empty actions, delete each state.
 
-        ``accounts`` holds, per account, the full JSON texts of its facts (opener first,
-        all with session id `sid`). Returns how many actions ran.
+        ``accounts`` holds, per account, the full JSON texts of its stage facts (stage 1
+        first, so the catch-all fires; all with session id `sid`). Returns how many actions
+        ran.
         """
         handle, ran = self._handle, 0
         for texts in accounts:
@@ -179,7 +185,7 @@ class EngineRuleset:
                 while message:
                     ran += 1
                     message = _dre.complete_and_start_action(handle, result[1])
-            _dre.delete_state(handle, sid)  # safe: the opener always fired the catch-all
+            _dre.delete_state(handle, sid)  # safe: the stage-1 fact fired the catch-all
         return ran
 
     def close(self) -> None:
@@ -193,30 +199,32 @@ class EngineRuleset:
 class Session:
     """Assert one account's stage facts; collects the names of the rules that fired."""
 
-    __slots__ = ("_rs", "_sid", "_n", "_opened")
+    __slots__ = ("_rs", "_sid", "_n", "_fired")
 
     def __init__(self, rs: EngineRuleset):
         self._rs = rs
         self._sid = _sid()
         self._n = 0
-        self._opened = False
+        self._fired = False  # has any rule fired in this state (delete_state is safe)?
 
     def __enter__(self) -> Session:
         if getattr(_local, "busy", False):
             raise EngineError("one thread evaluates one account at a time")
         _local.busy = True
-        try:
-            # the opener: a rule fires before anything else can fail, so delete_state is safe
-            self._assert(f'"{STAGE_FIELD}":0')
-            self._opened = True
-        except BaseException:
-            _local.busy = False
-            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if self._opened:
+            if self._n and not self._fired:
+                # an assert failed before any rule fired: delete_state would segfault on
+                # this state, so make the catch-all fire first
+                try:
+                    self._assert(f'"{STAGE_FIELD}":0')
+                except EngineError:
+                    pass
+                if not self._fired:
+                    _local.sid = None  # abandon the state: this thread takes a new id
+            if self._fired:
                 _dre.delete_state(self._rs._handle, self._sid)
         finally:
             _local.busy = False
@@ -256,6 +264,8 @@ class Session:
         state = result[1]
         started = _dre.start_action_for_state(handle, state)
         message = started[1] if started else None
+        if message:
+            self._fired = True
         while message:
             # '{"r12":{...}}': the rule name is all we need; parsing the rest would
             # cost more than the engine itself.

@@ -212,6 +212,7 @@ class Program:
     rules_by_level: dict[int, list[Rule]] = field(default_factory=dict)
     rules_of_kind: dict[str, list[Rule]] = field(default_factory=dict)
     step_levels: set[int] = field(default_factory=set)
+    plan: Any = None  # engine.evaluator.Plan, built on first evaluation
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import itertools
 import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -728,12 +729,12 @@ def compare(op: str, a: Any, b: Any) -> bool | None:
 
 
 _CMP: dict[str, Callable[[Any, Any], bool]] = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 NEGATED_OP = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 FLIPPED_OP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -838,7 +839,14 @@ def _build(node: Node) -> Callable[[Mapping[str, Any]], Any]:  # noqa: C901 - on
         f = closure(node.operand)
         return lambda env: None if (x := f(env)) is None else -x
     if isinstance(node, Cmp):
-        a, b, cmp = closure(node.left), closure(node.right), _CMP[node.op]
+        cmp = _CMP[node.op]
+        left, right = node.left, node.right
+        if _is_name(left) and _constant(right) is not None:
+            return _name_vs_constant(left.name, cmp, _constant(right))  # type: ignore[attr-defined]
+        if _is_name(right) and _constant(left) is not None:
+            flipped = _CMP[FLIPPED_OP[node.op]]
+            return _name_vs_constant(right.name, flipped, _constant(left))  # type: ignore[attr-defined]
+        a, b = closure(left), closure(right)
 
         def comparison(env: Mapping[str, Any]) -> Any:
             x, y = a(env), b(env)
@@ -853,6 +861,9 @@ def _build(node: Node) -> Callable[[Mapping[str, Any]], Any]:  # noqa: C901 - on
 
         return comparison
     if isinstance(node, In):
+        if _is_name(node.item) and isinstance(node.container, ListLit):
+            key, values, negated = node.item.name, node.container.values, node.negated  # type: ignore[attr-defined]
+            return lambda env: None if (x := env.get(key)) is None else (x not in values) is negated
         item, cont, negated = closure(node.item), closure(node.container), node.negated
 
         def membership(env: Mapping[str, Any]) -> Any:
@@ -896,6 +907,28 @@ def _build(node: Node) -> Callable[[Mapping[str, Any]], Any]:  # noqa: C901 - on
     if isinstance(node, Call):
         return _build_call(node)
     raise TypeError(f"cannot compile {node!r}")
+
+
+def _is_name(node: Node) -> bool:
+    """A fact, derived fact or outcome (a value looked up per account, not a param)."""
+    return isinstance(node, Name) and node.scope != "param"
+
+
+def _name_vs_constant(
+    key: str, cmp: Callable[[Any, Any], bool], constant: Any
+) -> Callable[[Mapping[str, Any]], Any]:
+    """`name op constant`, the commonest condition, in one closure (values as in Cmp)."""
+    y = rnd(constant) if type(constant) is float else constant
+
+    def name_vs_constant(env: Mapping[str, Any]) -> Any:
+        x = env.get(key)
+        if x is None:
+            return None
+        # values in an evaluation's env are finite (facts are validated, derived values
+        # and outcomes pass through rnd), so rounding alone is rnd here
+        return cmp(round(x, ROUND_DIGITS) if type(x) is float else x, y)
+
+    return name_vs_constant
 
 
 def _build_call(node: Call) -> Callable[[Mapping[str, Any]], Any]:
@@ -944,6 +977,13 @@ def _build_call(node: Call) -> Callable[[Mapping[str, Any]], Any]:
     return extreme
 
 
+def _constant(node: Node) -> Any:
+    """The value of a literal or param operand (None for anything evaluated per account)."""
+    if isinstance(node, Const) or (isinstance(node, Name) and node.scope == "param"):
+        return node.value
+    return None
+
+
 def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """env -> the trace record of one comparison: both sides, the operator, the result."""
     if isinstance(node, Cmp):
@@ -970,6 +1010,43 @@ def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, An
             param = side.name
             break
     text = unparse(node)
+    if (
+        isinstance(node, Cmp)
+        and isinstance(left, Name)
+        and left.scope != "param"
+        and _constant(right) is not None
+    ):
+        # the common shape `fact op threshold`: one dict lookup, the constant side fixed
+        key, y = left.name, _constant(right)
+        yr = rnd(y) if type(y) is float else y
+
+        def fact_vs_constant(env: Mapping[str, Any]) -> dict[str, Any]:
+            x = env.get(key)
+            return {
+                "expr": text,
+                "left": x,
+                "op": op,
+                "right": y,
+                "result": None if x is None else cmp(rnd(x) if type(x) is float else x, yr),
+                "param": param,
+            }
+
+        return fact_vs_constant
+    if isinstance(node, In) and _is_name(left) and isinstance(right, ListLit):
+        key, values = left.name, right.values  # type: ignore[attr-defined]
+
+        def fact_in_list(env: Mapping[str, Any]) -> dict[str, Any]:
+            x = env.get(key)
+            return {
+                "expr": text,
+                "left": x,
+                "op": op,
+                "right": list(values),  # a copy: verdicts never share the program's lists
+                "result": None if x is None else (x not in values) is negated,
+                "param": param,
+            }
+
+        return fact_in_list
     lf, rf = closure(left), closure(right)
 
     def record(env: Mapping[str, Any]) -> dict[str, Any]:
@@ -984,3 +1061,50 @@ def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, An
         }
 
     return record
+
+
+def comparisons_closure(nodes: list[Node]) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
+    """env -> the trace records of several comparisons, in order (one call per rule).
+
+    The shapes `fact op constant` and `fact in [list]` are filled in place; any other
+    comparison uses its own :func:`comparison_closure`.
+    """
+    specs: list[tuple[Any, ...]] = []
+    for node in nodes:
+        param = None
+        left, right = (node.left, node.right) if isinstance(node, Cmp) else (None, None)
+        if isinstance(node, Cmp) and _is_name(left) and _constant(right) is not None:  # type: ignore[arg-type]
+            y = _constant(right)  # type: ignore[arg-type]
+            if isinstance(right, Name):
+                param = right.name
+            yr = rnd(y) if type(y) is float else y
+            specs.append((0, left.name, unparse(node), node.op, y, yr, _CMP[node.op], param))  # type: ignore[union-attr]
+        elif isinstance(node, In) and _is_name(node.item) and isinstance(node.container, ListLit):
+            op = "not in" if node.negated else "in"
+            values = node.container.values
+            specs.append((1, node.item.name, unparse(node), op, values, None, node.negated, None))  # type: ignore[attr-defined]
+        else:
+            specs.append((2, comparison_closure(node), None, None, None, None, None, None))
+    frozen = tuple(specs)
+
+    digits = ROUND_DIGITS
+
+    def records(env: Mapping[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        get = env.get
+        for shape, key, text, op, y, yr, how, param in frozen:
+            if shape == 2:
+                out.append(key(env))
+                continue
+            x = get(key)
+            if shape == 0:
+                res = None if x is None else how(round(x, digits) if type(x) is float else x, yr)
+            else:
+                res = None if x is None else (x not in y) is how
+                y = list(y)  # a copy: verdicts never share the program's lists
+            out.append(
+                {"expr": text, "left": x, "op": op, "right": y, "result": res, "param": param}
+            )
+        return out
+
+    return records

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +11,10 @@ from . import expr as E
 from . import facts as F
 from ._durable import EngineRuleset
 from .compile import Compiled, Program, Rule, compile_source
-from .errors import Diagnostic, EngineError, EvaluationError, FactsError, RulesetError
+from .errors import Diagnostic, EngineError, FactsError, RulesetError
+from .evaluator import Run, plan_for
 from .model import SEVERITY_RANK
-from .render import placeholders, render
-
-
-@dataclass
-class _Run:
-    """What one program evaluation produced (engine-decided, explanation-checked)."""
-
-    env: dict[str, Any]
-    outcomes: dict[str, str]  # rule id -> fired / not_fired / not_evaluable
-    partly: dict[str, bool]
-    severity: dict[str, str]
-    step: int | None
-    undecided: dict[str, list[int]]  # rule id -> escalations left unknown (fired rules)
+from .render import compile_template, placeholders
 
 
 class PreparedRuleset:
@@ -60,8 +48,10 @@ class PreparedRuleset:
         )
         self.portfolio_params: dict[str, Any] = dict(self._port.params) if self._port else {}
         self._ruleset_ref = {"name": self.name, "version": self.version, "digest": self.digest}
-        self._names: dict[int, tuple[str, ...]] = {}
+        self._renderers: dict[int, Callable[[Mapping[str, Any]], dict[str, str]]] = {}
         self._rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self._vplan = tuple(self._verdict_plan(r) for r in self._prog.rules)
+        self._derived_names = tuple(d.name for d in self._prog.derived)
 
     # -- public surface
     def validate_facts(self, raw: Any) -> dict[str, Any]:
@@ -111,7 +101,6 @@ class PreparedRuleset:
         facts = F.validate(self._port_model, dict(metrics))
         run = _run(self._port, self._port_engine, facts)
         env = run.env
-        values = {**self._port.params, **env}
         findings: list[dict[str, Any]] = []
         for r in self._port.rules:
             if run.outcomes[r.id] != "fired":
@@ -121,8 +110,8 @@ class PreparedRuleset:
                 {
                     "rule": r.id,
                     "severity": sev,
-                    "message": self._message(r, "fired", values, self._port),
-                    "recommendation": self._text(r.recommendation, values, self._port),
+                    "message": self._message(r, "fired", env, self._port),
+                    "recommendation": self._text(r.recommendation, env, self._port),
                     "facts": {n: env.get(n) for n in r.reads},
                 }
             )
@@ -144,85 +133,178 @@ class PreparedRuleset:
             self._port_engine.close()
 
     # -- verdict assembly
-    def _verdict(self, facts: Mapping[str, Any], run: _Run, texts: bool = True) -> dict[str, Any]:
+    def _verdict(self, facts: Mapping[str, Any], run: Run, texts: bool = True) -> dict[str, Any]:
         prog = self._prog
         env = run.env
-        values = {**prog.params, **env}  # what message templates read
-        text = self._text if texts else _no_text
-        message = self._message if texts else _no_text
+        get = env.get
+        outcomes, partly, severity, undecided = (
+            run.outcomes,
+            run.partly,
+            run.severity,
+            run.undecided,
+        )
+        stage = get("stage")
         criteria = []
         guardrails = []
         trace = []
         missing: set[str] = set()
         recommendations: list[dict[str, Any]] = []
-        for r in prog.rules:
-            outcome = run.outcomes[r.id]
-            read = {n: env.get(n) for n in r.reads}  # env holds the facts exactly as given
-            entry: dict[str, Any] = {"rule": r.id, "kind": r.kind, "outcome": outcome}
+        for (
+            rid,
+            kind,
+            reads,
+            input_deps,
+            esc_deps,
+            records,
+            required,
+            full,
+            half,
+            default_severity,
+            rule_stage,
+            say,
+            recommend,
+            playbook,
+        ) in self._vplan:
+            outcome = outcomes[rid]
+            read = {n: get(n) for n in reads}  # env holds the facts exactly as given
             if outcome == "not_evaluable":
-                missing.update(n for n in r.input_deps if n not in facts)
-            elif outcome == "fired":
+                missing.update(n for n in input_deps if n not in facts)
+            elif outcome == "fired" and rid in undecided:
                 # an escalation left unknown did not raise the severity: say what would decide it
-                for j in run.undecided.get(r.id, ()):
-                    missing.update(n for n in r.esc_input_deps[j] if n not in facts)
-            if r.kind == "criterion":
-                c_out = _criterion_outcome(outcome, run.partly.get(r.id, False))
-                points = _points(r, c_out)
-                entry["points"] = points
+                for j in undecided[rid]:
+                    missing.update(n for n in esc_deps[j] if n not in facts)
+            comparisons = records(env) if texts and records is not None else []
+            if kind == "criterion":
+                if outcome == "fired":
+                    c_out, points = ("partly_met", half) if partly.get(rid) else ("met", full)
+                else:
+                    c_out = "not_met" if outcome == "not_fired" else "not_evaluable"
+                    points = 0
+                trace.append(
+                    {
+                        "rule": rid,
+                        "kind": kind,
+                        "outcome": outcome,
+                        "points": points,
+                        "facts": read,
+                        "comparisons": comparisons,
+                    }
+                )
                 criteria.append(
                     {
-                        "rule": r.id,
+                        "rule": rid,
                         "outcome": c_out,
                         "points": points,
-                        "max_points": _num(r.weight),
-                        "required": r.decl.required,
-                        "message": message(r, c_out, values, prog),
+                        "max_points": full,
+                        "required": required,
+                        "message": say[c_out](env) if texts else None,
                         "facts": read,
                     }
                 )
-            elif r.kind == "guardrail" and outcome == "fired":
-                sev = run.severity.get(r.id) or r.decl.severity or "warning"
-                entry["severity"] = sev
+            elif kind == "guardrail" and outcome == "fired":
+                sev = severity.get(rid) or default_severity or "warning"
+                trace.append(
+                    {
+                        "rule": rid,
+                        "kind": kind,
+                        "outcome": outcome,
+                        "severity": sev,
+                        "facts": read,
+                        "comparisons": comparisons,
+                    }
+                )
                 guardrails.append(
                     {
-                        "rule": r.id,
+                        "rule": rid,
                         "severity": sev,
-                        "message": message(r, "fired", values, prog),
-                        "recommendation": text(r.recommendation, values, prog),
+                        "message": say["fired"](env) if texts else None,
+                        "recommendation": recommend(env) if texts and recommend else None,
                         "facts": read,
                     }
                 )
-            elif r.kind == "stage" and outcome == "fired" and env.get("stage") == r.decl.stage:
-                recommendations = [
-                    {"rule": r.id, "message": text(item, values, prog)} for item in r.playbook
-                ]
-            entry["facts"] = read
-            entry["comparisons"] = [f(env) for f in r.comparison_fns] if texts else []
-            trace.append(entry)
+            else:
+                if rule_stage is not None and outcome == "fired" and stage == rule_stage:
+                    recommendations = [
+                        {"rule": rid, "message": item(env) if texts else None} for item in playbook
+                    ]
+                trace.append(
+                    {
+                        "rule": rid,
+                        "kind": kind,
+                        "outcome": outcome,
+                        "facts": read,
+                        "comparisons": comparisons,
+                    }
+                )
         guardrails.sort(
             key=lambda g: -SEVERITY_RANK[str(g["severity"])]
         )  # stable: ruleset order kept
         step = prog.steps[run.step] if run.step is not None else None
-        summary = text(step.reason, values, prog) if step and step.reason else None
+        summary = self._text(step.reason, env, prog) if texts and step and step.reason else None
+        qualification = get("qualification")
         return {
             "account_id": facts.get("account_id"),
             "ruleset": dict(self._ruleset_ref),
-            "qualification": env.get("qualification"),
-            "score": _num(env.get("score", 0)),
-            "segments": list(env.get("segments", [])),
-            "stage": env.get("stage"),
+            "qualification": qualification,
+            "score": _num(get("score", 0)),
+            "segments": list(get("segments", [])),
+            "stage": stage,
             "summary": summary,
             "decision": {
                 "step": (step.index + 1) if step else None,
-                "qualification": env.get("qualification"),
+                "qualification": qualification,
             },
             "criteria": criteria,
             "guardrails": guardrails,
             "recommendations": recommendations,
             "missing_facts": sorted(missing),
-            "derived": {d.name: env.get(d.name) for d in prog.derived},
+            "derived": {name: get(name) for name in self._derived_names},
             "trace": trace,
         }
+
+    def _verdict_plan(self, r: Rule) -> tuple[Any, ...]:
+        """What verdict assembly reads of one rule, flattened once, its texts ready to fill."""
+        prog = self._prog
+        outcomes = (
+            ("met", "partly_met", "not_met", "not_evaluable")
+            if r.kind == "criterion"
+            else ("fired",)
+        )
+        say = {o: self._message_fn(r, o, prog) for o in outcomes}
+        recommend = self._text_fn(r.recommendation, prog) if r.recommendation else None
+        return (
+            r.id,
+            r.kind,
+            tuple(r.reads),
+            tuple(r.input_deps),
+            tuple(tuple(d) for d in r.esc_input_deps),
+            E.comparisons_closure(r.comparisons) if r.comparisons else None,
+            r.decl.required,
+            _num(r.weight),
+            _num(E.rnd(r.weight / 2)),
+            r.decl.severity,
+            r.decl.stage if r.kind == "stage" else None,
+            say,
+            recommend,
+            tuple(self._text_fn(item, prog) for item in r.playbook),
+        )
+
+    def _message_fn(
+        self, r: Rule, outcome: str, prog: Program
+    ) -> Callable[[Mapping[str, Any]], dict[str, str]]:
+        text = r.messages.get(outcome)
+        if text is None:
+            default = _default_message(r, outcome, {})
+            return lambda env: dict(default)
+        return self._text_fn(text, prog)
+
+    def _text_fn(
+        self, text: Mapping[str, str], prog: Program
+    ) -> Callable[[Mapping[str, Any]], dict[str, str]]:
+        renderer = self._renderers.get(id(text))
+        if renderer is None:
+            renderer = self._renderers[id(text)] = self._renderer(text, prog)
+        return renderer
 
     def _message(
         self, r: Rule, outcome: str, env: Mapping[str, Any], prog: Program
@@ -237,57 +319,57 @@ class PreparedRuleset:
     ) -> dict[str, str] | None:
         if text is None:
             return None
-        # Rendering is a pure function of the template and the values it names; accounts
-        # share most of those values (enums, booleans, params), so it is memoised.
-        names = self._names.get(id(text))
-        if names is None:
-            names = tuple(
-                dict.fromkeys(n for lang in ("en", "zh") for n, _s in placeholders(text[lang]))
-            )
-            self._names[id(text)] = names
-        key = (id(text), *(_hashable(env.get(n)) for n in names))
-        hit = self._rendered.get(key)
-        if hit is None:
-            hit = (
-                render(
-                    text["en"],
-                    env,
-                    prog.units,
-                    "en",
-                    self.currency,
-                    self._c.labels,
-                    self._c.missing,
-                ),
-                render(
-                    text["zh"],
-                    env,
-                    prog.units,
-                    "zh",
-                    self.currency,
-                    self._c.labels,
-                    self._c.missing,
-                ),
-            )
-            if len(self._rendered) >= _MEMO_SIZE:
-                self._rendered.clear()
-            self._rendered[key] = hit
-        return {"en": hit[0], "zh": hit[1]}
+        return self._text_fn(text, prog)(env)
+
+    def _renderer(
+        self, text: Mapping[str, str], prog: Program
+    ) -> Callable[[Mapping[str, Any]], dict[str, str]]:
+        """env -> the text in both languages, memoised.
+
+        Rendering is a pure function of the template and the values it names; accounts
+        share most of those values (enums, booleans), and params never change, so the
+        memo key is the template and the values of the non-param names it reads. Values
+        of one static type print alike whether `1` or `1.0`, except through `:raw`, so
+        only templates with a `:raw` placeholder put the values' types into the key.
+        """
+        params = prog.params
+        used = [(n, spec) for lang in ("en", "zh") for n, spec in placeholders(text[lang])]
+        names = tuple(dict.fromkeys(n for n, _spec in used if n not in params))
+        fixed = {n: params[n] for n, _spec in used if n in params}
+        typed = any(spec == "raw" for _n, spec in used)
+        args = (prog.units, self.currency, self._c.labels, self._c.missing)
+        fill_en = compile_template(text["en"], args[0], "en", *args[1:])
+        fill_zh = compile_template(text["zh"], args[0], "zh", *args[1:])
+        if not names:  # the same text for every account
+            en, zh = fill_en(fixed), fill_zh(fixed)
+            return lambda env: {"en": en, "zh": zh}
+        memo = self._rendered
+        tid = id(text)
+
+        def rendered(env: Mapping[str, Any]) -> dict[str, str]:
+            vals = tuple(map(env.get, names))
+            key: tuple[Any, ...] = (tid, vals, tuple(map(type, vals))) if typed else (tid, vals)
+            try:
+                hit = memo.get(key)
+            except TypeError:  # a list value: lists are the only unhashable fact values
+                key = (tid, tuple(_hashable(v) for v in vals), *key[2:])
+                hit = memo.get(key)
+            if hit is None:
+                values = {**fixed, **dict(zip(names, vals, strict=True))}
+                hit = (fill_en(values), fill_zh(values))
+                if len(memo) >= _MEMO_SIZE:
+                    memo.clear()
+                memo[key] = hit
+            return {"en": hit[0], "zh": hit[1]}
+
+        return rendered
 
 
 _MEMO_SIZE = 20_000
 
 
-def _no_text(*_args: Any) -> None:
-    """Stands in for message and text rendering when a verdict is built without texts."""
-    return None
-
-
 def _hashable(v: Any) -> Any:
-    # lists are the only unhashable fact values; 1 and 1.0 and True hash alike, so the
-    # type is part of the key (a message prints `1` and `1.0` and `yes` differently)
-    if isinstance(v, list):
-        return tuple(v)
-    return (type(v), v)
+    return tuple(v) if isinstance(v, list) else v
 
 
 def load_ruleset(path: Path | str) -> PreparedRuleset:
@@ -315,159 +397,9 @@ def _engine_for(label: str, prog: Program) -> EngineRuleset:
     return EngineRuleset(safe, rules, prog.atom_count)
 
 
-def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> _Run:
-    env: dict[str, Any] = dict(facts)
-    for d in prog.derived:
-        v = d.fn(env)
-        if v is not None:
-            env[d.name] = E.rnd(v)
-    outcomes: dict[str, str] = {}
-    partly: dict[str, bool] = {}
-    severity: dict[str, str] = {}
-    undecided: dict[str, list[int]] = {}
-    fired_all: set[str] = set()
-    step_index: int | None = None
-    _set_outcome_vars(prog, env, outcomes, partly, 0)
-    with engine.session() as session:
-        for level in prog.levels:
-            parts = []
-            for slot in prog.level_fields.get(level, ()):
-                p = slot.part(env)
-                if p is not None:
-                    parts.append(p)
-            fired = set(session.assert_encoded(level, parts))
-            fired_all |= fired
-            for r in prog.rules_by_level.get(level, ()):
-                _decide(r, fired, env, outcomes, partly, severity, undecided)
-            if step_index is None and level in prog.step_levels:
-                for s in prog.steps:
-                    if s.level > level:
-                        break
-                    if s.node is None or s.engine in fired_all:
-                        step_index = s.index
-                        break
-                _check_steps(prog, env, step_index, level)
-                if step_index is not None:
-                    env["qualification"] = prog.steps[step_index].qualification
-            _set_outcome_vars(prog, env, outcomes, partly, level)
-    if prog.steps and step_index is None:
-        step_index = len(prog.steps) - 1
-        env["qualification"] = prog.steps[step_index].qualification
-    return _Run(env, outcomes, partly, severity, step_index, undecided)
-
-
-def _decide(
-    r: Rule,
-    fired: set[str],
-    env: Mapping[str, Any],
-    outcomes: dict[str, str],
-    partly: dict[str, bool],
-    severity: dict[str, str],
-    undecided: dict[str, list[int]],
-) -> None:
-    """The rule's outcome as the engine decided it, checked against the Kleene explanation."""
-    # durable_rules decides what fired; the Kleene explanation must agree, and tells
-    # not_fired (false) from not_evaluable (unknown) for the rules that did not fire.
-    pos = r.engine["pos"] in fired
-    kleene = r.cond_fn(env)
-    if pos != (kleene is True):
-        raise EngineError(f"{r.id}: the engine fired={pos}, the explanation says {kleene}")
-    outcome = "fired" if pos else "not_fired" if kleene is False else "not_evaluable"
-    if r.partly is not None and not pos:
-        ppos = r.engine["ppos"] in fired
-        kp = r.partly_fn(env)
-        if ppos != (kp is True):
-            raise EngineError(f"{r.id}: the engine fired={ppos} for partly_when, explanation {kp}")
-        partly[r.id] = ppos
-        if ppos:
-            outcome = "fired"
-        elif kp is None:
-            outcome = "not_evaluable"
-    outcomes[r.id] = outcome
-    if outcome == "fired" and r.escalations:
-        best = None
-        for j, (sev, _node) in enumerate(r.escalations):
-            hit = r.engine[f"esc{j}"] in fired
-            value = r.esc_fns[j](env)
-            if hit != (value is True):
-                raise EngineError(f"{r.id}: engine and explanation disagree on escalation {j + 1}")
-            if value is None:
-                undecided.setdefault(r.id, []).append(j)
-            if hit and (best is None or SEVERITY_RANK[sev] > SEVERITY_RANK[best]):
-                best = sev
-        if best is not None:
-            severity[r.id] = best
-
-
-def _check_steps(prog: Program, env: Mapping[str, Any], step_index: int | None, level: int) -> None:
-    for s in prog.steps:
-        if s.level > level:
-            return
-        k = True if s.fn is None else s.fn(env)
-        if k is True:
-            if step_index != s.index:
-                raise EngineError(
-                    f"decision: engine chose step {step_index}, explanation step {s.index}"
-                )
-            return
-
-
-def _set_outcome_vars(
-    prog: Program,
-    env: dict[str, Any],
-    outcomes: Mapping[str, str],
-    partly: Mapping[str, bool],
-    level: int,
-) -> None:
-    """Outcome variables become known after the level of their last producer."""
-    vl = prog.var_level
-    if vl.get("score") == level:
-        score = 0.0
-        not_met: list[str] = []
-        not_eval: list[str] = []
-        for r in prog.rules_of_kind.get("criterion", ()):
-            c = _criterion_outcome(outcomes.get(r.id, "not_evaluable"), partly.get(r.id, False))
-            score += _points(r, c)
-            if r.decl.required:
-                if c == "not_met":
-                    not_met.append(r.id)
-                elif c == "not_evaluable":
-                    not_eval.append(r.id)
-        env["score"] = _num(E.rnd(score))
-        env["required_not_met"] = len(not_met)
-        env["required_not_evaluable"] = len(not_eval)
-        env["required_not_met_rules"] = not_met
-        env["required_not_evaluable_rules"] = not_eval
-    if vl.get("segments") == level:
-        segs = [
-            r.decl.segment
-            for r in prog.rules_of_kind.get("segment", ())
-            if outcomes.get(r.id) == "fired"
-        ]
-        env["segments"] = list(dict.fromkeys(segs))
-    if vl.get("stage") == level:
-        fired = [r for r in prog.rules_of_kind.get("stage", ()) if outcomes.get(r.id) == "fired"]
-        if len(fired) > 1:
-            raise EvaluationError(
-                "stage rules " + " and ".join(f"`{r.id}`" for r in fired) + " all fired: "
-                "an account is in one stage, so stage conditions must exclude each other"
-            )
-        if fired:
-            env["stage"] = fired[0].decl.stage
-
-
-def _criterion_outcome(outcome: str, partly: bool) -> str:
-    if outcome == "fired":
-        return "partly_met" if partly else "met"
-    return "not_met" if outcome == "not_fired" else "not_evaluable"
-
-
-def _points(r: Rule, c_out: str) -> float | int:
-    if c_out == "met":
-        return _num(r.weight)
-    if c_out == "partly_met":
-        return _num(E.rnd(r.weight / 2))
-    return 0
+def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> Run:
+    """One evaluation of `prog` (the engine decides; the explanation checks)."""
+    return plan_for(prog).run(engine, facts)
 
 
 def _num(v: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -37,7 +37,7 @@ def placeholders(template: str) -> list[tuple[str, str]]:
 
 
 def _group(n: float, decimals: int) -> str:
-    text = f"{n:,.{decimals}f}"
+    text = f"{n:,.2f}" if decimals == 2 else f"{n:,.{decimals}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
@@ -50,6 +50,33 @@ def _number(v: float) -> str:
     if float(v).is_integer():
         return f"{int(v):,}"
     return _group(v, 2)
+
+
+_ZH_UNITS = ((1.0, ""), (1e4, "万"), (1e8, "亿"), (1e12, "万亿"))
+
+
+def _money_en(value: float, currency: str) -> str:
+    symbol = CURRENCY_SYMBOL.get(currency, currency + " ")
+    sign = "-" if value < 0 else ""
+    a = abs(value)
+    if type(a) is int:
+        return f"{sign}{symbol}{a:,}"
+    return f"{sign}{symbol}{_group(a, 2)}"
+
+
+def _money_zh(value: float, currency: str) -> str:
+    suffix = CURRENCY_ZH.get(currency, currency)
+    sign = "-" if value < 0 else ""
+    # the largest unit the amount reaches; if rounding to 2 decimals makes it 10,000 of
+    # that unit, the next one (99,999,999 reads 1亿元, not 10,000万元)
+    a = abs(value)
+    i = 3 if a >= 1e12 else 2 if a >= 1e8 else 1 if a >= 1e4 else 0
+    if i < 3 and round(a / _ZH_UNITS[i][0], 2) >= 1e4:
+        i += 1
+    size, unit = _ZH_UNITS[i]
+    if i == 0 and type(a) is int:
+        return f"{sign}{a:,}{unit}{suffix}"
+    return f"{sign}{_group(a / size, 2)}{unit}{suffix}"
 
 
 def format_value(value: Any, unit: str | None, lang: str, currency: str = "CNY") -> str:
@@ -72,21 +99,7 @@ def format_value(value: Any, unit: str | None, lang: str, currency: str = "CNY")
     if isinstance(value, str):
         return value
     if unit == "money":
-        if lang == "zh":
-            suffix = CURRENCY_ZH.get(currency, currency)
-            sign = "-" if value < 0 else ""
-            # the largest unit the amount reaches; if rounding to 2 decimals makes it
-            # 10,000 of that unit, the next one (99,999,999 reads 1亿元, not 10,000万元)
-            a = abs(value)
-            units = ((1.0, ""), (1e4, "万"), (1e8, "亿"), (1e12, "万亿"))
-            i = max(k for k, (size, _u) in enumerate(units) if a >= size or k == 0)
-            if i + 1 < len(units) and round(a / units[i][0], 2) >= 1e4:
-                i += 1
-            size, unit = units[i]
-            return f"{sign}{_group(a / size, 2)}{unit}{suffix}"
-        symbol = CURRENCY_SYMBOL.get(currency, currency + " ")
-        sign = "-" if value < 0 else ""
-        return f"{sign}{symbol}{_group(abs(value), 2)}"
+        return _money_zh(value, currency) if lang == "zh" else _money_en(value, currency)
     if unit == "percent":
         return f"{_group(value, 1)}%"
     if unit == "ratio":
@@ -130,3 +143,63 @@ def render(
 @lru_cache(maxsize=4096)
 def _parsed(template: str) -> tuple[tuple[str, str | None, str], ...]:
     return tuple((lit, fld, spec or "") for lit, fld, spec, _c in _FORMATTER.parse(template))
+
+
+def compile_template(
+    template: str,
+    units: Mapping[str, str | None],
+    lang: str,
+    currency: str = "CNY",
+    labels: Mapping[str, Mapping[str, Any]] | None = None,
+    missing: Mapping[str, Mapping[str, str]] | None = None,
+) -> Callable[[Mapping[str, Any]], str]:
+    """`render` with everything but the values fixed: values -> text, same output."""
+    pieces: list[tuple[str, str | None, bool, str | None, Any, str]] = []
+    for literal, field, spec in _parsed(template):
+        if field is None:
+            pieces.append((literal, None, False, None, None, ""))
+            continue
+        miss = missing[field][lang] if missing and field in missing else UNKNOWN[lang]
+        table = labels.get(field) if labels else None
+        pieces.append((literal, field, spec == "raw", units.get(field), table, miss))
+
+    numbers: dict[tuple[Any, ...], str] = {}
+
+    def fill(values: Mapping[str, Any]) -> str:
+        out = []
+        for literal, field, raw, unit, table, miss in pieces:
+            if literal:
+                out.append(literal)
+            if field is None:
+                continue
+            v = values.get(field)
+            if v is None:
+                out.append(miss)
+            elif raw:
+                out.append(str(v))
+            elif type(v) is str and (table is None or v not in table):
+                out.append(v)
+            elif type(v) is int and unit is None and table is None:
+                out.append(f"{v:,}")
+            elif (t := type(v)) is int or t is float:
+                # numbers recur across accounts (years, counts, percentages): formatted once
+                # per field; 1 and 1.0 print alike here (only `:raw` tells them apart)
+                key = (field, v)
+                text = numbers.get(key)
+                if text is None:
+                    u = table[v][lang] if table is not None and v in table else v
+                    text = format_value(u, unit, lang, currency)
+                    if len(numbers) >= 4096:
+                        numbers.clear()
+                    numbers[key] = text
+                out.append(text)
+            else:
+                if table is not None:
+                    if isinstance(v, list):
+                        v = [table[x][lang] if x in table else x for x in v]
+                    elif v in table:
+                        v = table[v][lang]
+                out.append(format_value(v, unit, lang, currency))
+        return "".join(out)
+
+    return fill

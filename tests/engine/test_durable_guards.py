@@ -104,6 +104,102 @@ def test_delete_state_after_no_match_does_not_segfault():
     assert proc.stdout.strip() == "done"
 
 
+def test_delete_state_is_safe_when_the_first_assert_fails():
+    # the catch-all fires on the stage-1 fact; if that assert fails, no rule has fired in
+    # the state, so the session must fire the catch-all with a stage-0 fact before deleting
+    # it (or abandon the id): 1,100 rounds also prove no state is left behind
+    script = """
+        import sys
+        import engine
+        from engine import _durable as D
+        from engine.errors import EngineError
+        rs = engine.prepare("g.yaml", sys.argv[1])
+        real = D._dre.assert_fact
+        calls = {"n": 0}
+        def flaky(handle, text):
+            calls["n"] += 1
+            if '"kaq_stage":1' in text:
+                raise D._dre.error("simulated refusal")
+            return real(handle, text)
+        D._dre.assert_fact = flaky
+        for i in range(1100):
+            try:
+                with rs._engine.session() as s:
+                    s.assert_stage(1, {})
+            except EngineError:
+                pass
+            else:
+                raise SystemExit("the refusal did not surface")
+        assert calls["n"] == 2200, calls  # each round: the failed fact, then the stage-0 fact
+        D._dre.assert_fact = real
+        v = rs.evaluate({"account_id": "A", "n": 5})
+        assert v["trace"][0]["outcome"] == "fired", v["trace"]
+        print("done")
+    """
+    proc = run_script(script, ruleset_text({"pos": "n > 1"}))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "done"
+
+
+def test_a_state_no_rule_fired_in_is_abandoned_not_deleted():
+    # if even the stage-0 fact cannot be asserted, the state is never touched again: the
+    # thread takes a new session id, and evaluation goes on
+    script = """
+        import sys
+        import engine
+        from engine import _durable as D
+        from engine.errors import EngineError
+        rs = engine.prepare("g.yaml", sys.argv[1])
+        real = D._dre.assert_fact
+        def refuse(handle, text):
+            raise D._dre.error("simulated refusal")
+        before = D._sid()
+        D._dre.assert_fact = refuse
+        try:
+            with rs._engine.session() as s:
+                s.assert_stage(1, {})
+        except EngineError:
+            pass
+        D._dre.assert_fact = real
+        after = D._sid()
+        assert after != before, (before, after)
+        v = rs.evaluate({"account_id": "A", "n": 5})
+        assert v["trace"][0]["outcome"] == "fired", v["trace"]
+        print("done")
+    """
+    proc = run_script(script, ruleset_text({"pos": "n > 1"}))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "done"
+
+
+def test_a_session_starting_at_a_later_stage_is_deleted_safely():
+    # only stage-1 facts fire the catch-all; a stage-2 fact that matches nothing leaves a
+    # state no rule fired in, which the session must still clean up without a crash
+    script = """
+        import sys
+        import engine
+        from engine import _durable as D
+        rs = engine.prepare("g.yaml", sys.argv[1])
+        real, seen = D._dre.assert_fact, []
+        def spy(handle, text):
+            seen.append(text)
+            return real(handle, text)
+        D._dre.assert_fact = spy
+        for i in range(1100):
+            with rs._engine.session() as s:
+                assert s.assert_stage(2, {}) == []
+        D._dre.assert_fact = real
+        # each round: the stage-2 fact, then the stage-0 fact that fires the catch-all
+        assert len(seen) == 2200, len(seen)
+        assert all('"kaq_stage":0' in t for t in seen[1::2]), seen[:4]
+        assert rs.evaluate({"account_id": "A", "n": 5})["trace"][0]["outcome"] == "fired"
+        print("done")
+    """
+    proc = run_script(script, ruleset_text({"pos": "n > 1"}))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "done"
+
+
 def test_states_do_not_leak_past_1024(prepared):
     rs = prepared({"big_n": "n > 10"})
     for i in range(2000):

@@ -1,0 +1,174 @@
+"""The evaluator's fast paths give exactly what their plain references give.
+
+Evaluation speed comes from specialised code: stage facts encoded by static type in one loop
+(``evaluator._encoder``), comparison records filled in place (``expr.comparisons_closure``),
+templates compiled once (``render.compile_template``) and messages memoised without value
+types. Each is checked here against the plain form it replaces, on random fact sets of both
+test rulesets (boundaries, missing facts, floats that print with an exponent).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_engine_matches_explanation import RULESETS, _fact_strategy
+
+from engine import expr as E
+from engine import load_ruleset, prepare
+from engine.evaluator import plan_for
+from engine.prepared import _run
+from engine.render import compile_template, render
+
+SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+ODD_FLOATS = [1e-7, -3.5e-5, 0.1 + 0.2, 123456789012.5, 99999999.995, 1e15, -1e15, 1e15 + 2]
+
+
+@pytest.fixture(scope="module", params=RULESETS, ids=lambda p: Path(p).stem)
+def rs(request: pytest.FixtureRequest) -> Any:
+    prepared = load_ruleset(request.param)
+    yield prepared
+    prepared.close()
+
+
+def _with_odd_floats(rs: Any) -> st.SearchStrategy[dict[str, Any]]:
+    """Fact sets where some number facts hold floats that print with an exponent."""
+    numbers = [n for n, d in rs._c.doc.facts.items() if d.type == "number"]
+
+    def spoil(facts: dict[str, Any], picks: list[tuple[int, float]]) -> dict[str, Any]:
+        out = dict(facts)
+        for i, v in picks:
+            name = numbers[i % len(numbers)]
+            decl = rs._c.doc.facts[name]
+            lo = decl.min if decl.min is not None else -1e18
+            hi = decl.max if decl.max is not None else 1e18
+            if lo <= v <= hi:
+                out[name] = v
+        return out
+
+    picks = st.lists(st.tuples(st.integers(0, 100), st.sampled_from(ODD_FLOATS)), max_size=4)
+    return st.builds(spoil, _fact_strategy(rs), picks)
+
+
+@given(data=st.data())
+@SETTINGS
+def test_stage_encoders_write_what_the_slots_write(rs: Any, data: st.DataObject) -> None:
+    facts = data.draw(_with_odd_floats(rs))
+    env = _run(rs._prog, rs._engine, facts).env
+    for level, encode, *_ in plan_for(rs._prog).levels:
+        reference = {slot.part(env) for slot in rs._prog.level_fields.get(level, [])} - {None}
+        parts = encode(env)
+        assert sorted(parts) == sorted(reference)
+        assert not any("e" in p.split(":", 1)[1] for p in parts if '"' not in p.split(":", 1)[1])
+
+
+@given(data=st.data())
+@SETTINGS
+def test_comparison_records_match_one_by_one_records_and_kleene(
+    rs: Any, data: st.DataObject
+) -> None:
+    facts = data.draw(_with_odd_floats(rs))
+    env = _run(rs._prog, rs._engine, facts).env
+    for r in rs._prog.rules:
+        if not r.comparisons:
+            continue
+        together = E.comparisons_closure(r.comparisons)(env)
+        one_by_one = [E.comparison_closure(n)(env) for n in r.comparisons]
+        assert together == one_by_one
+        for node, rec in zip(r.comparisons, together, strict=True):
+            assert rec["result"] == E.evaluate(node, env)
+
+
+@given(data=st.data())
+@SETTINGS
+def test_memoised_messages_equal_fresh_rendering(rs: Any, data: st.DataObject) -> None:
+    facts = data.draw(_with_odd_floats(rs))
+    run = _run(rs._prog, rs._engine, facts)
+    values = {**rs._prog.params, **run.env}
+    c = rs._c
+
+    def fresh(text: dict[str, str]) -> dict[str, str]:
+        args = (rs._prog.units, rs.currency, c.labels, c.missing)
+        return {lang: render(text[lang], values, args[0], lang, *args[1:]) for lang in ("en", "zh")}
+
+    for _ in range(2):  # a cold memo, then a warm one
+        verdict = rs._verdict(facts, run, True)
+        for crit in verdict["criteria"]:
+            rule = next(r for r in rs._prog.rules if r.id == crit["rule"])
+            text = rule.messages.get(crit["outcome"])
+            if text is not None:
+                assert crit["message"] == fresh(text)
+        for g in verdict["guardrails"]:
+            rule = next(r for r in rs._prog.rules if r.id == g["rule"])
+            if "fired" in rule.messages:
+                assert g["message"] == fresh(rule.messages["fired"])
+            if rule.recommendation:
+                assert g["recommendation"] == fresh(rule.recommendation)
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**13), 10**13),
+    st.floats(-1e13, 1e13, allow_nan=False, allow_infinity=False),
+    st.sampled_from(ODD_FLOATS + [0, 1, 1.0, 0.5, 70, 70.0]),
+    st.sampled_from(["gold", "silver", "某银行", "x{y}"]),
+    st.lists(st.sampled_from(["gold", "silver", "bronze"]), max_size=3),
+)
+UNITS = {"a": "money", "b": "percent", "c": "ratio", "d": None, "e": None}
+LABELS = {"d": {"gold": {"en": "Gold", "zh": "金"}, "silver": {"en": "Silver", "zh": "银"}}}
+MISSING = {"e": {"en": "not given", "zh": "未提供"}}
+
+
+@given(
+    values=st.fixed_dictionaries({k: VALUES for k in "abcde"}),
+    currency=st.sampled_from(["CNY", "USD", "XYZ"]),
+    lang=st.sampled_from(["en", "zh"]),
+)
+@settings(max_examples=500, deadline=None)
+def test_compiled_templates_equal_render(values: dict[str, Any], currency: str, lang: str) -> None:
+    template = "{a} / {b} / {c} / {d} / {e} / {a:raw} {{lit}} {e:raw}"
+    fill = compile_template(template, UNITS, lang, currency, LABELS, MISSING)
+    expected = render(template, values, UNITS, lang, currency, LABELS, MISSING)
+    assert fill(values) == expected
+    assert fill(values) == expected  # the second time from its number cache
+
+
+def test_raw_placeholders_tell_1_from_1_0_through_the_memo() -> None:
+    text = """
+kaq: 1
+name: raw
+version: "1"
+qualifications: {q: {en: q, zh: q}}
+facts:
+  account_id: {type: string, required: true}
+  n: {type: number}
+rules:
+  - id: big
+    kind: guardrail
+    severity: info
+    when: n >= 0
+    message:
+      en: "n is {n:raw}, read as {n}"
+      zh: "n 是 {n:raw}，即 {n}"
+decision: {steps: [{qualification: q}]}
+"""
+    rs = prepare("raw.yaml", text)
+    try:
+        texts = [
+            rs.evaluate({"account_id": "A", "n": n})["guardrails"][0]["message"]["en"]
+            for n in (1, 1.0, 1, 1.5)
+        ]
+    finally:
+        rs.close()
+    assert texts == [
+        "n is 1, read as 1",
+        "n is 1.0, read as 1",
+        "n is 1, read as 1",
+        "n is 1.5, read as 1.5",
+    ]

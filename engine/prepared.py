@@ -10,7 +10,7 @@ from typing import Any
 from . import expr as E
 from . import facts as F
 from ._durable import EngineRuleset
-from .compile import Compiled, Program, Rule, compile_source
+from .compile import OUTCOME_VARS, Compiled, Program, Rule, compile_source
 from .errors import Diagnostic, EngineError, FactsError, RulesetError
 from .evaluator import Run, plan_for
 from .model import SEVERITY_RANK
@@ -306,6 +306,15 @@ class PreparedRuleset:
             renderer = self._renderers[id(text)] = self._renderer(text, prog)
         return renderer
 
+    @staticmethod
+    def _may_be_list(name: str, prog: Program) -> bool:
+        decl = prog.facts.get(name)
+        if decl is not None:
+            return decl.type == "list"
+        if name in OUTCOME_VARS:
+            return OUTCOME_VARS[name] == "list"
+        return any(d.name == name and d.node.type.kind == "list" for d in prog.derived)
+
     def _message(
         self, r: Rule, outcome: str, env: Mapping[str, Any], prog: Program
     ) -> dict[str, str]:
@@ -324,48 +333,65 @@ class PreparedRuleset:
     def _renderer(
         self, text: Mapping[str, str], prog: Program
     ) -> Callable[[Mapping[str, Any]], dict[str, str]]:
-        """env -> the text in both languages, memoised.
+        """env -> the text in both languages, memoised where that pays.
 
-        Rendering is a pure function of the template and the values it names; accounts
-        share most of those values (enums, booleans), and params never change, so the
-        memo key is the template and the values of the non-param names it reads. Values
-        of one static type print alike whether `1` or `1.0`, except through `:raw`, so
-        only templates with a `:raw` placeholder put the values' types into the key.
+        Params are rendered into the templates once. Rendering is a pure function of the
+        template and the per-account values it names; accounts share many of those values
+        (enums, booleans, small counts), so the memo key is the template and those values.
+        Values of one static type print alike whether `1` or `1.0`, except through `:raw`,
+        so only templates with a `:raw` placeholder put the values' types into the key.
+        A template whose texts rarely repeat (it names the account, or an amount) stops
+        using the memo after a trial: its key would cost more than it saves.
         """
         params = prog.params
         used = [(n, spec) for lang in ("en", "zh") for n, spec in placeholders(text[lang])]
         names = tuple(dict.fromkeys(n for n, _spec in used if n not in params))
         fixed = {n: params[n] for n, _spec in used if n in params}
         typed = any(spec == "raw" for _n, spec in used)
+        # names that can hold a list (unhashable) go into the key as tuples
+        listy = tuple(i for i, n in enumerate(names) if self._may_be_list(n, prog))
         args = (prog.units, self.currency, self._c.labels, self._c.missing)
-        fill_en = compile_template(text["en"], args[0], "en", *args[1:])
-        fill_zh = compile_template(text["zh"], args[0], "zh", *args[1:])
+        fill_en = compile_template(text["en"], args[0], "en", *args[1:], constants=fixed)
+        fill_zh = compile_template(text["zh"], args[0], "zh", *args[1:], constants=fixed)
         if not names:  # the same text for every account
-            en, zh = fill_en(fixed), fill_zh(fixed)
+            en, zh = fill_en({}), fill_zh({})
             return lambda env: {"en": en, "zh": zh}
         memo = self._rendered
         tid = id(text)
+        trial = [0, 0]  # calls and memo hits while deciding whether the memo pays
+        direct = False
 
         def rendered(env: Mapping[str, Any]) -> dict[str, str]:
+            nonlocal direct
+            if direct:
+                return {"en": fill_en(env), "zh": fill_zh(env)}
             vals = tuple(map(env.get, names))
-            key: tuple[Any, ...] = (tid, vals, tuple(map(type, vals))) if typed else (tid, vals)
+            hashable = vals
+            if listy:
+                hashable = tuple(_hashable(v) for v in vals)
+            key = (tid, hashable, tuple(map(type, vals))) if typed else (tid, hashable)
             try:
                 hit = memo.get(key)
-            except TypeError:  # a list value: lists are the only unhashable fact values
-                key = (tid, tuple(_hashable(v) for v in vals), *key[2:])
-                hit = memo.get(key)
+            except TypeError:  # a list where none was expected: render without the memo
+                return {"en": fill_en(env), "zh": fill_zh(env)}
             if hit is None:
-                values = {**fixed, **dict(zip(names, vals, strict=True))}
-                hit = (fill_en(values), fill_zh(values))
+                hit = (fill_en(env), fill_zh(env))
                 if len(memo) >= _MEMO_SIZE:
                     memo.clear()
                 memo[key] = hit
+            elif trial[0] < _TRIAL:
+                trial[1] += 1
+            if trial[0] < _TRIAL:
+                trial[0] += 1
+                if trial[0] == _TRIAL and trial[1] < _TRIAL // 4:
+                    direct = True
             return {"en": hit[0], "zh": hit[1]}
 
         return rendered
 
 
 _MEMO_SIZE = 20_000
+_TRIAL = 400  # renderings before a template's memo use is decided (a quarter must hit)
 
 
 def _hashable(v: Any) -> Any:

@@ -37,6 +37,8 @@ def placeholders(template: str) -> list[tuple[str, str]]:
 
 
 def _group(n: float, decimals: int) -> str:
+    if type(n) is int or n.is_integer():
+        return f"{int(n):,}"
     text = f"{n:,.2f}" if decimals == 2 else f"{n:,.{decimals}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
@@ -152,10 +154,28 @@ def compile_template(
     currency: str = "CNY",
     labels: Mapping[str, Mapping[str, Any]] | None = None,
     missing: Mapping[str, Mapping[str, str]] | None = None,
+    constants: Mapping[str, Any] | None = None,
 ) -> Callable[[Mapping[str, Any]], str]:
-    """`render` with everything but the values fixed: values -> text, same output."""
+    """`render` with everything but the values fixed: values -> text, same output.
+
+    Placeholders named in `constants` (params) are rendered once, here, into the text.
+    """
     pieces: list[tuple[str, str | None, bool, str | None, Any, str]] = []
+    carry = ""  # text rendered so far that precedes the next per-account placeholder
     for literal, field, spec in _parsed(template):
+        if field is not None and constants is not None and field in constants:
+            one = {field: constants[field]}
+            carry += literal + render(
+                f"{{{field}:{spec}}}" if spec else f"{{{field}}}",
+                one,
+                units,
+                lang,
+                currency,
+                labels,
+                missing,
+            )
+            continue
+        literal, carry = carry + literal, ""
         if field is None:
             pieces.append((literal, None, False, None, None, ""))
             continue
@@ -163,6 +183,8 @@ def compile_template(
         table = labels.get(field) if labels else None
         pieces.append((literal, field, spec == "raw", units.get(field), table, miss))
 
+    if carry:
+        pieces.append((carry, None, False, None, None, ""))
     numbers: dict[tuple[Any, ...], str] = {}
 
     def fill(values: Mapping[str, Any]) -> str:

@@ -137,6 +137,10 @@ def test_compiled_templates_equal_render(values: dict[str, Any], currency: str, 
     expected = render(template, values, UNITS, lang, currency, LABELS, MISSING)
     assert fill(values) == expected
     assert fill(values) == expected  # the second time from its number cache
+    # params rendered into the text once, when the template is compiled
+    constants = {"c": values["c"], "e": values["e"]}
+    partial = compile_template(template, UNITS, lang, currency, LABELS, MISSING, constants)
+    assert partial({k: v for k, v in values.items() if k not in constants}) == expected
 
 
 def test_raw_placeholders_tell_1_from_1_0_through_the_memo() -> None:
@@ -172,3 +176,42 @@ decision: {steps: [{qualification: q}]}
         "n is 1, read as 1",
         "n is 1.5, read as 1.5",
     ]
+
+
+def test_a_template_whose_texts_never_repeat_stops_filling_the_memo() -> None:
+    text = """
+kaq: 1
+name: names
+version: "1"
+qualifications: {q: {en: q, zh: q}}
+facts:
+  account_id: {type: string, required: true}
+  name: {type: string}
+  k: {type: enum, values: [x, y]}
+rules:
+  - id: named
+    kind: guardrail
+    severity: info
+    when: k == 'x'
+    message:
+      en: "{name} is an x"
+      zh: "{name}是x"
+    recommendation:
+      en: "kind {k}"
+      zh: "类型{k}"
+decision: {steps: [{qualification: q}]}
+"""
+    rs = prepare("names.yaml", text)
+    try:
+        sizes = []
+        for i in range(1200):
+            g = rs.evaluate({"account_id": f"A{i}", "name": f"客户{i}", "k": "x"})["guardrails"]
+            assert g[0]["message"] == {"en": f"客户{i} is an x", "zh": f"客户{i}是x"}
+            assert g[0]["recommendation"] == {"en": "kind x", "zh": "类型x"}
+            sizes.append(len(rs._rendered))
+    finally:
+        rs.close()
+    # every name is new: the memo held one entry per account during the trial, then no more
+    # (the recommendation, the same for all, stays memoised: one entry)
+    assert sizes[399] == 401
+    assert sizes[-1] == sizes[500] == 401

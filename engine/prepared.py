@@ -51,7 +51,7 @@ class PreparedRuleset:
         self._renderers: dict[int, Callable[[Mapping[str, Any]], dict[str, str]]] = {}
         self._rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
         self._vplan = tuple(self._verdict_plan(r) for r in self._prog.rules)
-        self._derived_names = tuple(d.name for d in self._prog.derived)
+        self._read_derived = _reader(tuple(d.name for d in self._prog.derived))
 
     # -- public surface
     def validate_facts(self, raw: Any) -> dict[str, Any]:
@@ -166,7 +166,7 @@ class PreparedRuleset:
             playbook,
         ) in self._vplan:
             outcome = outcomes[rid]
-            read = {n: get(n) for n in reads}  # env holds the facts exactly as given
+            read = reads(get)  # env holds the facts exactly as given
             if outcome == "not_evaluable":
                 missing.update(n for n in input_deps if n not in facts)
             elif outcome == "fired" and rid in undecided:
@@ -258,7 +258,7 @@ class PreparedRuleset:
             "guardrails": guardrails,
             "recommendations": recommendations,
             "missing_facts": sorted(missing),
-            "derived": {name: get(name) for name in self._derived_names},
+            "derived": self._read_derived(get),
             "trace": trace,
         }
 
@@ -275,7 +275,7 @@ class PreparedRuleset:
         return (
             r.id,
             r.kind,
-            tuple(r.reads),
+            _reader(tuple(r.reads)),
             tuple(r.input_deps),
             tuple(tuple(d) for d in r.esc_input_deps),
             E.comparisons_closure(r.comparisons) if r.comparisons else None,
@@ -392,6 +392,25 @@ class PreparedRuleset:
 
 _MEMO_SIZE = 20_000
 _TRIAL = 400  # renderings before a template's memo use is decided (a quarter must hit)
+
+
+def _reader(names: tuple[str, ...]) -> Callable[[Callable[[str], Any]], dict[str, Any]]:
+    """get -> {name: get(name)} for fixed names; short lists as dict displays (no loop)."""
+    if len(names) == 0:
+        return lambda get: {}
+    if len(names) == 1:
+        (a,) = names
+        return lambda get: {a: get(a)}
+    if len(names) == 2:
+        a, b = names
+        return lambda get: {a: get(a), b: get(b)}
+    if len(names) == 3:
+        a, b, c = names
+        return lambda get: {a: get(a), b: get(b), c: get(c)}
+    if len(names) == 4:
+        a, b, c, d = names
+        return lambda get: {a: get(a), b: get(b), c: get(c), d: get(d)}
+    return lambda get: {n: get(n) for n in names}
 
 
 def _hashable(v: Any) -> Any:

@@ -4,13 +4,17 @@ durable_rules 2.0.28 is a C engine with known traps (../shared/spec/durable-rule
 This module drives its C extension directly, without the stock `Host` and its background
 dispatcher/timer threads (which segfault under concurrency), and guards each trap:
 
-* **delete_state on a state where no rule fired segfaults** — a catch-all rule fires on
-  every stage-1 fact (the first fact of every evaluation), and a session deletes its state
-  only once some rule has fired in it; if an assert failed before that, the session first
-  asserts a stage-0 fact the catch-all fires on, and abandons the session id if even that
-  fails (a new id for the thread; the old state is never touched again).
-* **leaked states** (the 1,025th live state raises MemoryError) — a session deletes its
-  state in ``finally``; one session id per thread, reused.
+* **delete_state on a state where no rule fired segfaults** — states are not deleted after
+  each evaluation: a session retracts the facts it asserted, leaving its thread's state
+  empty for the next one (which also spares the engine building a state per evaluation).
+  delete_state runs only when a retraction fails, and only once a rule has fired in the
+  state: the catch-all fires on every stage-1 fact, and otherwise the session first asserts
+  a stage-0 fact the catch-all fires on; if even that fails it abandons the session id (the
+  state is never touched again).
+* **leaked states** (the 1,025th live state raises MemoryError) — one session id, so one
+  state per ruleset, per live thread: when a thread ends its id goes back to a pool and
+  the next new thread takes it over with its empty state, so states never outnumber the
+  threads alive at once (plus ids abandoned as above).
 * **session ids collide by a 32-bit hash** — each thread gets a distinct short sid from a
   counter, and a thread evaluates one account at a time.
 * **identical facts are "already observed" and then no rule fires** — every asserted fact
@@ -35,6 +39,7 @@ import itertools
 import json
 import math
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -53,6 +58,7 @@ MAX_MAGNITUDE = 1e15  # constants and facts; beyond it values are clamped (see e
 _names = itertools.count()
 _sids = itertools.count()
 _local = threading.local()
+_free_sids: list[str] = []  # ids of threads that ended; their states are empty
 
 
 def encode_value(value: Any) -> str:
@@ -126,12 +132,33 @@ def encode_json(obj: Any) -> str:
     return encode_value(obj)
 
 
+class _ThreadSid:
+    """A thread's session id; it returns to the pool when the thread (and its locals) end."""
+
+    __slots__ = ("sid", "release", "__weakref__")
+
+    def __init__(self, sid: str):
+        self.sid = sid
+        self.release = weakref.finalize(self, _free_sids.append, sid)
+
+
 def _sid() -> str:
-    sid = getattr(_local, "sid", None)
-    if sid is None:
-        sid = f"t{next(_sids)}"
-        _local.sid = sid
-    return sid
+    holder = getattr(_local, "holder", None)
+    if holder is None:
+        try:
+            sid = _free_sids.pop()
+        except IndexError:
+            sid = f"t{next(_sids)}"
+        holder = _local.holder = _ThreadSid(sid)
+    return holder.sid
+
+
+def _abandon_sid() -> None:
+    """This thread's id is never used again (its state may be in an unknown condition)."""
+    holder = getattr(_local, "holder", None)
+    if holder is not None:
+        holder.release.detach()
+        _local.holder = None
 
 
 class EngineRuleset:
@@ -168,7 +195,7 @@ class EngineRuleset:
         return Session(self)
 
     def drive_bare(self, sid: str, accounts: list[list[str]]) -> int:
-        """Benchmark floor: assert pre-encoded facts, run empty actions, delete each state.
+        """Benchmark floor: assert pre-encoded facts, run empty actions, retract them.
 
         ``accounts`` holds, per account, the full JSON texts of its stage facts (stage 1
         first, so the catch-all fires; all with session id `sid`). Returns how many actions
@@ -185,7 +212,8 @@ class EngineRuleset:
                 while message:
                     ran += 1
                     message = _dre.complete_and_start_action(handle, result[1])
-            _dre.delete_state(handle, sid)  # safe: the stage-1 fact fired the catch-all
+            for text in texts:  # as a session ends: the state stays, empty
+                _dre.retract_fact(handle, text)
         return ran
 
     def close(self) -> None:
@@ -197,15 +225,19 @@ class EngineRuleset:
 
 
 class Session:
-    """Assert one account's stage facts; collects the names of the rules that fired."""
+    """Assert one account's stage facts; collects the names of the rules that fired.
 
-    __slots__ = ("_rs", "_sid", "_n", "_fired")
+    On exit every fact it asserted is retracted, so the thread's state is empty again.
+    """
+
+    __slots__ = ("_rs", "_sid", "_n", "_fired", "_texts")
 
     def __init__(self, rs: EngineRuleset):
         self._rs = rs
         self._sid = _sid()
         self._n = 0
         self._fired = False  # has any rule fired in this state (delete_state is safe)?
+        self._texts: list[str] = []  # every fact sent, to retract on exit
 
     def __enter__(self) -> Session:
         if getattr(_local, "busy", False):
@@ -215,19 +247,33 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if self._n and not self._fired:
-                # an assert failed before any rule fired: delete_state would segfault on
-                # this state, so make the catch-all fire first
-                try:
-                    self._assert(f'"{STAGE_FIELD}":0')
-                except EngineError:
-                    pass
-                if not self._fired:
-                    _local.sid = None  # abandon the state: this thread takes a new id
-            if self._fired:
-                _dre.delete_state(self._rs._handle, self._sid)
+            if self._texts:
+                self._empty_state()
         finally:
             _local.busy = False
+
+    def _empty_state(self) -> None:
+        handle = self._rs._handle
+        try:
+            for text in self._texts:
+                _dre.retract_fact(handle, text)  # a fact never stored: a no-op
+            return
+        except _dre.error:
+            pass
+        # a retraction failed: delete the state instead; delete_state segfaults on a state
+        # where no rule fired, so make the catch-all fire first
+        if not self._fired:
+            try:
+                self._assert(f'"{STAGE_FIELD}":0')
+            except EngineError:
+                pass
+        if self._fired:
+            try:
+                _dre.delete_state(handle, self._sid)
+                return
+            except _dre.error:
+                pass
+        _abandon_sid()
 
     def assert_stage(self, stage: int, fields: Mapping[str, Any]) -> list[str]:
         """Assert the fact of one evaluation stage; return the engine rules that fired."""
@@ -251,6 +297,7 @@ class Session:
         self._n += 1
         text = f'{{"sid":"{self._sid}","id":"k{self._n}",{body}}}'
         handle = self._rs._handle
+        self._texts.append(text)
         try:
             result = _dre.assert_fact(handle, text)
         except _dre.error as exc:

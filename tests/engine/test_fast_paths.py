@@ -131,8 +131,19 @@ MISSING = {"e": {"en": "not given", "zh": "未提供"}}
     lang=st.sampled_from(["en", "zh"]),
 )
 @settings(max_examples=500, deadline=None)
-def test_compiled_templates_equal_render(values: dict[str, Any], currency: str, lang: str) -> None:
-    template = "{a} / {b} / {c} / {d} / {e} / {a:raw} {{lit}} {e:raw}"
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{a} / {b} / {c} / {d} / {e} / {a:raw} {{lit}} {e:raw}",
+        "{d}",  # one placeholder: the head + value + tail path
+        "Hello {{x}} {e}!",
+        "{a}: {c:raw}",
+        "{c} {{ {d:raw} }}",
+    ],
+)
+def test_compiled_templates_equal_render(
+    template: str, values: dict[str, Any], currency: str, lang: str
+) -> None:
     fill = compile_template(template, UNITS, lang, currency, LABELS, MISSING)
     expected = render(template, values, UNITS, lang, currency, LABELS, MISSING)
     assert fill(values) == expected

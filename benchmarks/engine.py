@@ -11,8 +11,10 @@ Prints, for the default ruleset on the shipped corpus (corpus/accounts-2000.json
    C module driven directly, empty actions (only the names of the fired rules are read),
    then retracted as a session does;
 3. plain Python: the same conditions evaluated by the Kleene closures, no engine;
-and the ratios between them. Median of --repeat runs (the slowest and fastest run in
-brackets: on a shared virtual machine they can differ by a third); CPU time of this process.
+and the ratios between them. With --split, also the evaluation alone (no verdict) and
+verdicts without texts, and the split of a full verdict's time that follows from them.
+Median of --repeat runs (the slowest and fastest run in brackets: on a shared virtual
+machine they can differ by a third); CPU time of this process.
 """
 
 from __future__ import annotations
@@ -71,6 +73,23 @@ def full(rs: Any, accounts: list[dict[str, Any]], warm: bool = False) -> float:
     return len(accounts) / (time.process_time() - t0)
 
 
+def run_only(rs: Any, accounts: list[dict[str, Any]]) -> float:
+    """The evaluation without verdict assembly: engine, explanation check, outcomes."""
+    prog, eng = rs._prog, rs._engine
+    t0 = time.process_time()
+    for facts in accounts:
+        _run(prog, eng, facts)
+    return len(accounts) / (time.process_time() - t0)
+
+
+def no_texts(rs: Any, accounts: list[dict[str, Any]]) -> float:
+    """Verdicts without what only people read (messages, comparisons): `kaq diff`'s path."""
+    t0 = time.process_time()
+    for facts in accounts:
+        rs.evaluate_valid(facts, texts=False)
+    return len(accounts) / (time.process_time() - t0)
+
+
 def plain_python(rs: Any, accounts: list[dict[str, Any]]) -> float:
     prog = rs._prog
     t0 = time.process_time()
@@ -94,6 +113,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000, help="accounts per run")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--split", action="store_true", help="also time the run alone and verdicts without texts"
+    )
     ap.add_argument("--ruleset", default=str(ROOT / "rulesets" / "key-account.yaml"))
     ap.add_argument("--corpus", default=str(ROOT / "corpus" / "accounts-2000.jsonl"))
     args = ap.parse_args()
@@ -120,6 +142,9 @@ def main() -> None:
         results["warm"].append(full(rs, accounts, warm=True))
         results["bare"].append(bare_floor(rs, staged))
         results["python"].append(plain_python(rs, accounts))
+        if args.split:
+            results.setdefault("run", []).append(run_only(rs, accounts))
+            results.setdefault("notexts", []).append(no_texts(rs, accounts))
     med = {k: statistics.median(v) for k, v in results.items()}
     print(
         f"ruleset {rs.name} {rs.version}: {len(rs.rules)} rules -> {engine_rules} engine rules "
@@ -132,15 +157,24 @@ def main() -> None:
 
     def line(label: str, key: str) -> None:
         m, lo, hi = med[key], min(results[key]), max(results[key])
-        print(f"  {label:<25}: {m:>9,.0f} eval/s  ({1e6 / m:.0f} µs)  [runs {lo:,.0f}-{hi:,.0f}]")
+        print(f"  {label:<28}: {m:>9,.0f} eval/s  ({1e6 / m:.0f} µs)  [runs {lo:,.0f}-{hi:,.0f}]")
 
     line("full verdict with trace", "full")
     line("  same, message memo warm", "warm")
     line("bare engine floor", "bare")
     line("plain Python conditions", "python")
-    print(f"  {'full / bare engine':<25}: {med['full'] / med['bare']:.2f}")
-    print(f"  {'full / plain Python':<25}: {med['full'] / med['python']:.2f}")
-    print(f"  {'bare engine / Python':<25}: {med['bare'] / med['python']:.2f}")
+    if args.split:
+        line("evaluation only (no verdict)", "run")
+        line("verdict without texts", "notexts")
+        run_us, notexts_us, full_us = (1e6 / med[k] for k in ("run", "notexts", "full"))
+        print(
+            f"  {'split of the full verdict':<28}: evaluation {run_us:.0f} µs (engine floor "
+            f"{1e6 / med['bare']:.0f}), verdict structure {notexts_us - run_us:.0f} µs, "
+            f"messages and comparisons {full_us - notexts_us:.0f} µs"
+        )
+    print(f"  {'full / bare engine':<28}: {med['full'] / med['bare']:.2f}")
+    print(f"  {'full / plain Python':<28}: {med['full'] / med['python']:.2f}")
+    print(f"  {'bare engine / Python':<28}: {med['bare'] / med['python']:.2f}")
     verdict = "met" if med["full"] >= 5000 else "NOT met"
     print(f"  target: >= 5,000 eval/s full verdict with trace: {verdict} (median)")
     rs.close()

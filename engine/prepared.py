@@ -368,7 +368,11 @@ class PreparedRuleset:
             vals = tuple(map(env.get, names))
             hashable = vals
             if listy:
-                hashable = tuple(_hashable(v) for v in vals)
+                lv = list(vals)
+                for i in listy:
+                    if type(x := lv[i]) is list:
+                        lv[i] = tuple(x)
+                hashable = tuple(lv)
             key = (tid, hashable, tuple(map(type, vals))) if typed else (tid, hashable)
             try:
                 hit = memo.get(key)
@@ -411,10 +415,6 @@ def _reader(names: tuple[str, ...]) -> Callable[[Callable[[str], Any]], dict[str
         a, b, c, d = names
         return lambda get: {a: get(a), b: get(b), c: get(c), d: get(d)}
     return lambda get: {n: get(n) for n in names}
-
-
-def _hashable(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
 
 
 def load_ruleset(path: Path | str) -> PreparedRuleset:

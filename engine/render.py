@@ -224,4 +224,19 @@ def compile_template(
                 out.append(format_value(v, unit, lang, currency))
         return "".join(out)
 
+    placed = [i for i, p in enumerate(pieces) if p[1] is not None]
+    if len(placed) == 1:
+        # one per-account value, most often the account's name: head + value + tail
+        i = placed[0]
+        field1, raw1, table1 = pieces[i][1], pieces[i][2], pieces[i][4]
+        head = "".join(p[0] for p in pieces[: i + 1])
+        tail = "".join(p[0] for p in pieces[i + 1 :])
+
+        def fill_one(values: Mapping[str, Any]) -> str:
+            v = values.get(field1)  # type: ignore[arg-type]
+            if type(v) is str and (raw1 or table1 is None or v not in table1):
+                return head + v + tail
+            return fill(values)
+
+        return fill_one
     return fill

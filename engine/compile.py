@@ -275,6 +275,7 @@ def compile_source(file: str, text: str) -> Compiled:
     labels["required_not_met_rules"] = criteria
     labels["required_not_evaluable_rules"] = criteria
     missing = {n: d.missing.model_dump() for n, d in doc.facts.items() if d.missing}
+    missing.update({n: d.missing.model_dump() for n, d in doc.derived.items() if d.missing})
     digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Compiled(doc, src, program, portfolio, labels, digest, missing, sorted(c.warnings))
 

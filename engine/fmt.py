@@ -46,7 +46,7 @@ _FACT = (
     "missing",
 )
 _PARAM = ("value", "unit", "description")
-_DERIVED = ("expr", "unit", "description")
+_DERIVED = ("expr", "unit", "description", "missing")
 _RULE = (
     "id", "kind", "label", "description", "segment", "stage", "weight", "required", "applies_when",
     "when", "partly_when", "severity", "escalate", "message", "recommendation", "playbook",

@@ -89,6 +89,7 @@ class DerivedDecl(_Strict):
     expr: str
     unit: Unit | None = None
     description: Text | None = None
+    missing: Text | None = None  # what messages say when it is unknown (e.g. a division by 0)
 
 
 class Escalation(_Strict):

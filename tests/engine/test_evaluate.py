@@ -193,6 +193,23 @@ def test_derived_division_by_zero_is_unknown_with_nothing_missing(prepare):
     assert v["missing_facts"] == []
 
 
+def test_derived_fact_missing_text_is_printed_when_it_is_unknown(prepare):
+    derived = {
+        "ratio": {
+            "expr": "n / m",
+            "unit": "ratio",
+            "missing": {"en": "not computable", "zh": "无法计算"},
+        }
+    }
+    rule = guard("g", "n > 0")
+    rule["message"] = {"en": "n {n}, ratio {ratio}", "zh": "n {n}，比值{ratio}"}
+    rs = prepare([rule], derived=derived)
+    by_zero = rs.evaluate({"account_id": "A", "n": 5, "m": 0})["guardrails"][0]["message"]
+    assert by_zero == {"en": "n 5, ratio not computable", "zh": "n 5，比值无法计算"}
+    known = rs.evaluate({"account_id": "A", "n": 5, "m": 4})["guardrails"][0]["message"]
+    assert known == {"en": "n 5, ratio 1.25", "zh": "n 5，比值1.25"}
+
+
 def _crit(rid: str, when: str, weight: Any, required: bool = False, **kw: Any) -> dict[str, Any]:
     return {"id": rid, "kind": "criterion", "weight": weight, "required": required, "when": when}
 

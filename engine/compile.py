@@ -468,19 +468,21 @@ class _Compiler:
             if declare(name, base + ("facts", name), "fact"):
                 symbols[name] = E.Symbol("fact", _fact_type(decl))
                 units[name] = decl.unit
+        own = doc.portfolio.params if base and doc.portfolio else doc.params
         for name, p in params.items():
-            if isinstance(p.value, str) and _looks_numeric(p.value):
-                self.err(
-                    ("params", name, "value"),
-                    "ruleset.param_type",
-                    f"param `{name}` is the text `{p.value}`, not a number",
-                    f"write the number alone: `value: {_looks_numeric(p.value)}`",
-                )
             ppath = (
                 ("portfolio", "params", name)
                 if base and name in (doc.portfolio.params if doc.portfolio else {})
                 else ("params", name)
             )
+            # the portfolio program sees the top-level params too: each is checked once
+            if name in own and isinstance(p.value, str) and _looks_numeric(p.value):
+                self.err(
+                    ppath + ("value",),
+                    "ruleset.param_type",
+                    f"param `{name}` is the text `{p.value}`, not a number",
+                    f"write the number alone: `value: {_looks_numeric(p.value)}`",
+                )
             if declare(name, ppath, "param"):
                 symbols[name] = E.Symbol("param", _param_type(p.value), p.value)
                 units[name] = p.unit

@@ -109,7 +109,8 @@ def test_check_points_a_threshold_written_as_text_at_the_param(tmp_path):
     result = kaq_check(str(tmp_path))
     assert result.exit_code == 1
     line = head.count("\n") + 2  # the `value:` line under the param's key
-    assert ("ruleset.param_type", line) in [(c, ln) for _f, ln, _col, c in located(result.stderr)]
+    found = [(c, ln) for _f, ln, _col, c in located(result.stderr)]
+    assert found.count(("ruleset.param_type", line)) == 1  # once, though two programs read it
     assert "write the number alone: `value: 70`" in result.stderr
 
 
@@ -125,3 +126,18 @@ def test_check_duplicate_ruleset_names_exit_1(tmp_path):
     result = kaq_check(str(tmp_path))
     assert result.exit_code == 1
     assert located(result.stderr) == [("b.yaml", 1, 1, "ruleset.duplicate_name")]
+
+
+def test_check_points_a_portfolio_threshold_written_as_text_at_the_portfolio_param(tmp_path):
+    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    head, sep, tail = text.partition("    top_fraction:\n      value: 0.2")
+    assert sep
+    (tmp_path / "key-account.yaml").write_text(
+        head + sep.replace("value: 0.2", 'value: "20%"') + tail, encoding="utf-8"
+    )
+    result = kaq_check(str(tmp_path))
+    assert result.exit_code == 1
+    line = head.count("\n") + 2  # the `value:` line of the portfolio param
+    found = [(c, ln) for _f, ln, _col, c in located(result.stderr)]
+    assert found.count(("ruleset.param_type", line)) == 1, result.stderr
+    assert "write the number alone: `value: 20`" in result.stderr

@@ -170,7 +170,7 @@ class Rule:
     cond_fn: Any = None
     partly_fn: Any = None
     esc_fns: list[Any] = field(default_factory=list)
-    comparison_fns: list[Any] = field(default_factory=list)
+    records_fn: Any = None  # env -> the trace records of `comparisons` (None: no comparisons)
 
 
 @dataclass
@@ -910,7 +910,7 @@ class _Compiler:
             r.cond_fn = E.closure(r.cond)
             r.partly_fn = E.closure(r.partly) if r.partly is not None else None
             r.esc_fns = [E.closure(n) for _sev, n in r.escalations]
-            r.comparison_fns = [E.comparison_closure(c) for c in r.comparisons]
+            r.records_fn = E.comparisons_closure(r.comparisons) if r.comparisons else None
         for s in prog.steps:
             s.fn = E.closure(s.node) if s.node is not None else None
         prog.levels = sorted({er.level for er in prog.engine_rules.values()} | {1})

@@ -985,7 +985,11 @@ def _constant(node: Node) -> Any:
 
 
 def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """env -> the trace record of one comparison: both sides, the operator, the result."""
+    """env -> the trace record of one comparison: both sides, the operator, the result.
+
+    The general form, for any comparison; :func:`comparisons_closure` fills the common
+    shapes in place and is checked against this one.
+    """
     if isinstance(node, Cmp):
         left, right, op = node.left, node.right, node.op
         cmp = _CMP[op]
@@ -1010,43 +1014,7 @@ def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, An
             param = side.name
             break
     text = unparse(node)
-    if (
-        isinstance(node, Cmp)
-        and isinstance(left, Name)
-        and left.scope != "param"
-        and _constant(right) is not None
-    ):
-        # the common shape `fact op threshold`: one dict lookup, the constant side fixed
-        key, y = left.name, _constant(right)
-        yr = rnd(y) if type(y) is float else y
-
-        def fact_vs_constant(env: Mapping[str, Any]) -> dict[str, Any]:
-            x = env.get(key)
-            return {
-                "expr": text,
-                "left": x,
-                "op": op,
-                "right": y,
-                "result": None if x is None else cmp(rnd(x) if type(x) is float else x, yr),
-                "param": param,
-            }
-
-        return fact_vs_constant
-    if isinstance(node, In) and _is_name(left) and isinstance(right, ListLit):
-        key, values = left.name, right.values  # type: ignore[attr-defined]
-
-        def fact_in_list(env: Mapping[str, Any]) -> dict[str, Any]:
-            x = env.get(key)
-            return {
-                "expr": text,
-                "left": x,
-                "op": op,
-                "right": list(values),  # a copy: verdicts never share the program's lists
-                "result": None if x is None else (x not in values) is negated,
-                "param": param,
-            }
-
-        return fact_in_list
+    copy_right = isinstance(right, ListLit)  # verdicts never share the program's lists
     lf, rf = closure(left), closure(right)
 
     def record(env: Mapping[str, Any]) -> dict[str, Any]:
@@ -1055,7 +1023,7 @@ def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, An
             "expr": text,
             "left": x,
             "op": op,
-            "right": y,
+            "right": list(y) if copy_right else y,
             "result": result(x, y),
             "param": param,
         }

@@ -278,7 +278,7 @@ class PreparedRuleset:
             _reader(tuple(r.reads)),
             tuple(r.input_deps),
             tuple(tuple(d) for d in r.esc_input_deps),
-            E.comparisons_closure(r.comparisons) if r.comparisons else None,
+            r.records_fn,
             r.decl.required,
             _num(r.weight),
             _num(E.rnd(r.weight / 2)),

@@ -15,8 +15,10 @@ dispatcher/timer threads (which segfault under concurrency), and guards each tra
   state per ruleset, per live thread: when a thread ends its id goes back to a pool and
   the next new thread takes it over with its empty state, so states never outnumber the
   threads alive at once (plus ids abandoned as above).
-* **session ids collide by a 32-bit hash** — each thread gets a distinct short sid from a
-  counter, and a thread evaluates one account at a time.
+* **session ids collide by a 32-bit hash** (FNV-1a of the id; `t439599` and `t622382` share
+  a state) — each thread gets a distinct short sid `t<n>` from a counter, below
+  :data:`MAX_SIDS` where no two of them collide (ids of ended threads are reused first),
+  and a thread evaluates one account at a time.
 * **identical facts are "already observed" and then no rule fires** — every asserted fact
   carries an explicit, per-session unique ``id``.
 * **reserved field names (`id`, `sid`)** — facts are sent under generated field names
@@ -54,6 +56,7 @@ FIRST_STAGE = 1  # every evaluation asserts its stage-1 fact first; the catch-al
 MAX_ATOMS = 480  # below the 512 where create_ruleset loops forever
 MAX_FIELDS = 200  # below the ~254 properties where a fact is refused (error 302)
 MAX_MAGNITUDE = 1e15  # constants and facts; beyond it values are clamped (see encode_value)
+MAX_SIDS = 500_000  # t0 .. t622381 have distinct FNV-1a hashes; t622382 clashes with t439599
 
 _names = itertools.count()
 _sids = itertools.count()
@@ -148,7 +151,12 @@ def _sid() -> str:
         try:
             sid = _free_sids.pop()
         except IndexError:
-            sid = f"t{next(_sids)}"
+            n = next(_sids)
+            if n >= MAX_SIDS:
+                raise EngineError(
+                    f"{MAX_SIDS:,} engine session ids used: more would share engine state"
+                ) from None
+            sid = f"t{n}"
         holder = _local.holder = _ThreadSid(sid)
     return holder.sid
 

@@ -548,3 +548,42 @@ def test_no_rule_matched_is_normal(prepared):
     with rs._engine.session() as s:
         assert s.assert_stage(1, {}) == []
         assert s.assert_stage(2, {"zz": 1}) == []
+
+
+def _fnv1a_32(text: str) -> int:
+    """The hash durable_rules finds a state by (FNV-1a, 32 bits, over the id's bytes)."""
+    h = 2166136261
+    for byte in text.encode():
+        h ^= byte
+        h = (h * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def test_session_ids_below_the_cap_never_share_a_state(prepared):
+    hashes = {_fnv1a_32(f"t{n}") for n in range(D.MAX_SIDS)}
+    assert len(hashes) == D.MAX_SIDS
+    # the first clash of the scheme, past the cap: the engine really gives both one state
+    assert _fnv1a_32("t439599") == _fnv1a_32("t622382")
+    handle = prepared({"big_n": "n > 10"})._engine._handle
+    D._dre.assert_fact(handle, '{"sid":"t439599","id":"x","kaq_stage":9}')
+    assert '"sid":"t439599"' in D._dre.get_state(handle, "t622382").replace(" ", "")
+
+
+def test_no_session_id_is_made_past_the_cap(monkeypatch):
+    import itertools
+
+    monkeypatch.setattr(D, "_sids", itertools.count(D.MAX_SIDS))
+    monkeypatch.setattr(D, "_free_sids", [])
+    result: list[BaseException] = []
+
+    def fresh_thread() -> None:  # a thread without an id yet
+        try:
+            D._sid()
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            result.append(exc)
+
+    t = threading.Thread(target=fresh_thread)
+    t.start()
+    t.join()
+    assert len(result) == 1 and isinstance(result[0], D.EngineError)
+    assert "share engine state" in str(result[0])

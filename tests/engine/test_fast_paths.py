@@ -9,6 +9,7 @@ test rulesets (boundaries, missing facts, floats that print with an exponent).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -154,26 +155,26 @@ def test_compiled_templates_equal_render(
     assert partial({k: v for k, v in values.items() if k not in constants}) == expected
 
 
+def _one_guardrail(facts: dict[str, Any], when: str, **texts: dict[str, str]) -> Any:
+    """A prepared ruleset of one guardrail with the given texts (message, recommendation)."""
+    doc = {
+        "kaq": 1,
+        "name": "one",
+        "version": "1",
+        "qualifications": {"q": {"en": "q", "zh": "q"}},
+        "facts": {"account_id": {"type": "string", "required": True}, **facts},
+        "rules": [{"id": "g", "kind": "guardrail", "severity": "info", "when": when, **texts}],
+        "decision": {"steps": [{"qualification": "q"}]},
+    }
+    return prepare("one.yaml", json.dumps(doc))
+
+
 def test_raw_placeholders_tell_1_from_1_0_through_the_memo() -> None:
-    text = """
-kaq: 1
-name: raw
-version: "1"
-qualifications: {q: {en: q, zh: q}}
-facts:
-  account_id: {type: string, required: true}
-  n: {type: number}
-rules:
-  - id: big
-    kind: guardrail
-    severity: info
-    when: n >= 0
-    message:
-      en: "n is {n:raw}, read as {n}"
-      zh: "n 是 {n:raw}，即 {n}"
-decision: {steps: [{qualification: q}]}
-"""
-    rs = prepare("raw.yaml", text)
+    rs = _one_guardrail(
+        {"n": {"type": "number"}},
+        "n >= 0",
+        message={"en": "n is {n:raw}, read as {n}", "zh": "n 是 {n:raw}，即 {n}"},
+    )
     try:
         texts = [
             rs.evaluate({"account_id": "A", "n": n})["guardrails"][0]["message"]["en"]
@@ -190,29 +191,12 @@ decision: {steps: [{qualification: q}]}
 
 
 def test_a_template_whose_texts_never_repeat_stops_filling_the_memo() -> None:
-    text = """
-kaq: 1
-name: names
-version: "1"
-qualifications: {q: {en: q, zh: q}}
-facts:
-  account_id: {type: string, required: true}
-  name: {type: string}
-  k: {type: enum, values: [x, y]}
-rules:
-  - id: named
-    kind: guardrail
-    severity: info
-    when: k == 'x'
-    message:
-      en: "{name} is an x"
-      zh: "{name}是x"
-    recommendation:
-      en: "kind {k}"
-      zh: "类型{k}"
-decision: {steps: [{qualification: q}]}
-"""
-    rs = prepare("names.yaml", text)
+    rs = _one_guardrail(
+        {"name": {"type": "string"}, "k": {"type": "enum", "values": ["x", "y"]}},
+        "k == 'x'",
+        message={"en": "{name} is an x", "zh": "{name}是x"},
+        recommendation={"en": "kind {k}", "zh": "类型{k}"},
+    )
     try:
         sizes = []
         for i in range(1200):

@@ -13,8 +13,11 @@ dispatcher/timer threads (which segfault under concurrency), and guards each tra
   state is never touched again).
 * **leaked states** (the 1,025th live state raises MemoryError) — one session id, so one
   state per ruleset, per live thread: when a thread ends its id goes back to a pool and
-  the next new thread takes it over with its empty state, so states never outnumber the
-  threads alive at once (plus ids abandoned as above).
+  the next new thread takes it over with its empty state. Only the first
+  :data:`MAX_KEPT_STATES` threads alive at once keep their state between evaluations;
+  further threads delete theirs after each one (after a rule fired in it), so states never
+  outnumber :data:`MAX_KEPT_STATES` plus the evaluations in progress. A forked child
+  forgets the pool: ids that were in use in the parent are never reused there.
 * **session ids collide by a 32-bit hash** (FNV-1a of the id; `t439599` and `t622382` share
   a state) — each thread gets a distinct short sid `t<n>` from a counter, below
   :data:`MAX_SIDS` where no two of them collide (ids of ended threads are reused first),
@@ -40,6 +43,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -56,6 +60,7 @@ FIRST_STAGE = 1  # every evaluation asserts its stage-1 fact first; the catch-al
 MAX_ATOMS = 480  # below the 512 where create_ruleset loops forever
 MAX_FIELDS = 200  # below the ~254 properties where a fact is refused (error 302)
 MAX_MAGNITUDE = 1e15  # constants and facts; beyond it values are clamped (see encode_value)
+MAX_KEPT_STATES = 256  # threads alive at once that keep an empty state between evaluations
 MAX_SIDS = 500_000  # t0 .. t622381 have distinct FNV-1a hashes; t622382 clashes with t439599
 
 _names = itertools.count()
@@ -138,14 +143,26 @@ def encode_json(obj: Any) -> str:
 class _ThreadSid:
     """A thread's session id; it returns to the pool when the thread (and its locals) end."""
 
-    __slots__ = ("sid", "release", "__weakref__")
+    __slots__ = ("sid", "keep", "release", "__weakref__")
 
-    def __init__(self, sid: str):
+    def __init__(self, sid: str, keep: bool):
         self.sid = sid
-        self.release = weakref.finalize(self, _free_sids.append, sid)
+        self.keep = keep  # keep the (emptied) state between evaluations, or delete it
+        self.release = weakref.finalize(self, _release, sid, keep, os.getpid())
 
 
-def _sid() -> str:
+_kept = [0]  # live ids that keep their state
+
+
+def _release(sid: str, keep: bool, pid: int) -> None:
+    if os.getpid() != pid:
+        return  # a thread of the parent process, dropped in a forked child: see below
+    if keep:
+        _kept[0] -= 1
+    _free_sids.append(sid)
+
+
+def _holder() -> _ThreadSid:
     holder = getattr(_local, "holder", None)
     if holder is None:
         try:
@@ -157,8 +174,31 @@ def _sid() -> str:
                     f"{MAX_SIDS:,} engine session ids used: more would share engine state"
                 ) from None
             sid = f"t{n}"
-        holder = _local.holder = _ThreadSid(sid)
-    return holder.sid
+        keep = _kept[0] < MAX_KEPT_STATES
+        if keep:
+            _kept[0] += 1
+        holder = _local.holder = _ThreadSid(sid, keep)
+    return holder
+
+
+def _sid() -> str:
+    return _holder().sid
+
+
+def _forget_pool_in_child() -> None:
+    # the child has copies of every thread's engine state but only the forking thread;
+    # the others' states may hold facts of evaluations in progress. No id of the parent is
+    # used again here: the pool is emptied, parent holders return nothing (see _release),
+    # and the forking thread takes a new id on its next evaluation.
+    _free_sids.clear()
+    holder = getattr(_local, "holder", None)
+    if holder is not None:
+        holder.release.detach()
+        _local.holder = None
+    _kept[0] = 0
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _abandon_sid() -> None:
@@ -166,6 +206,8 @@ def _abandon_sid() -> None:
     holder = getattr(_local, "holder", None)
     if holder is not None:
         holder.release.detach()
+        if holder.keep:
+            _kept[0] -= 1
         _local.holder = None
 
 
@@ -238,11 +280,12 @@ class Session:
     On exit every fact it asserted is retracted, so the thread's state is empty again.
     """
 
-    __slots__ = ("_rs", "_sid", "_n", "_fired", "_texts")
+    __slots__ = ("_rs", "_sid", "_keep", "_n", "_fired", "_texts")
 
     def __init__(self, rs: EngineRuleset):
         self._rs = rs
-        self._sid = _sid()
+        holder = _holder()
+        self._sid, self._keep = holder.sid, holder.keep
         self._n = 0
         self._fired = False  # has any rule fired in this state (delete_state is safe)?
         self._texts: list[str] = []  # every fact sent, to retract on exit
@@ -262,14 +305,15 @@ class Session:
 
     def _empty_state(self) -> None:
         handle = self._rs._handle
-        try:
-            for text in self._texts:
-                _dre.retract_fact(handle, text)  # a fact never stored: a no-op
-            return
-        except _dre.error:
-            pass
-        # a retraction failed: delete the state instead; delete_state segfaults on a state
-        # where no rule fired, so make the catch-all fire first
+        if self._keep:
+            try:
+                for text in self._texts:
+                    _dre.retract_fact(handle, text)  # a fact never stored: a no-op
+                return
+            except _dre.error:
+                pass
+        # not kept, or a retraction failed: delete the state; delete_state segfaults on a
+        # state where no rule fired, so make the catch-all fire first
         if not self._fired:
             try:
                 self._assert(f'"{STAGE_FIELD}":0')

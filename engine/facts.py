@@ -76,6 +76,8 @@ def _number_type(lo: float, hi: float) -> Any:
             raise PydanticCustomError("number_type", "Input should be a number")
         if isinstance(v, float) and not math.isfinite(v):
             raise PydanticCustomError("finite_number", "NaN and Infinity are not numbers")
+        if v == 0:
+            v += 0.0 if isinstance(v, float) else 0  # -0.0 is 0.0: it never prints as "-0"
         return _in_bounds(v, lo, hi)
 
     schema: dict[str, Any] = {"type": "number", "minimum": lo, "maximum": hi}

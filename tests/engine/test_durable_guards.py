@@ -587,3 +587,73 @@ def test_no_session_id_is_made_past_the_cap(monkeypatch):
     t.join()
     assert len(result) == 1 and isinstance(result[0], D.EngineError)
     assert "share engine state" in str(result[0])
+
+
+def test_more_live_threads_than_kept_states_delete_theirs(prepared):
+    # 1,100 threads alive at once, each after one evaluation: if each kept its state, the
+    # 1,025th would raise MemoryError; past MAX_KEPT_STATES they delete theirs instead
+    rs = prepared({"big_n": "n > 10"})
+    done, release = threading.Barrier(1101), threading.Event()
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            v = rs.evaluate({"account_id": "A", "n": i % 20})
+            assert outcomes(v)["big_n"] == ("fired" if i % 20 > 10 else "not_fired")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        done.wait()
+        release.wait()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(1100)]
+    for t in threads:
+        t.start()
+    done.wait()
+    try:
+        assert errors == []
+        assert D._kept[0] <= D.MAX_KEPT_STATES
+    finally:
+        release.set()
+        for t in threads:
+            t.join()
+    assert outcomes(rs.evaluate({"account_id": "A", "n": 11}))["big_n"] == "fired"
+
+
+def test_a_forked_child_never_reuses_an_id_in_use_in_the_parent():
+    # a thread is mid-evaluation when the process forks: in the child its id must not be
+    # handed to a new thread, whose facts would meet the copied facts of that evaluation
+    script = """
+        import json, os, sys, threading
+        import engine
+        rs = engine.prepare("g.yaml", sys.argv[1])
+        facts = {"account_id": "A", "n": 5}
+        expected = rs.evaluate(facts)
+        inside, release = threading.Event(), threading.Event()
+        def busy():
+            with rs._engine.session() as s:
+                s.assert_stage(1, {})
+                inside.set()
+                release.wait()
+        t = threading.Thread(target=busy)
+        t.start()
+        inside.wait()
+        pid = os.fork()
+        if pid == 0:
+            out = []
+            def child_work():
+                try:
+                    out.append(all(rs.evaluate(facts) == expected for _ in range(3)))
+                except Exception as exc:
+                    out.append(repr(exc))
+            w = threading.Thread(target=child_work)
+            w.start()
+            w.join()
+            os.write(1, (json.dumps(out) + "\\n").encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        release.set()
+        t.join()
+    """
+    proc = run_script(script, ruleset_text({"pos": "n > 1"}))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[true]", proc.stdout

@@ -115,6 +115,12 @@ def test_lists_are_deduplicated_in_first_seen_order_and_empty_is_known(rs):
     assert rs.validate_facts({"account_id": "A", "tags": []})["tags"] == []
 
 
+def test_negative_zero_is_zero(rs):
+    facts = rs.validate_facts({"account_id": "A", "free": -0.0, "spend": -0.0})
+    assert math.copysign(1, facts["free"]) == 1 and math.copysign(1, facts["spend"]) == 1
+    assert type(facts["free"]) is float
+
+
 def test_numbers_keep_int_or_float_as_sent(rs):
     out = rs.validate_facts({"account_id": "A", "spend": 5, "free": 2.5, "years": 3})
     assert out == {"account_id": "A", "spend": 5, "free": 2.5, "years": 3}

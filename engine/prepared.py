@@ -110,7 +110,7 @@ class PreparedRuleset:
                 {
                     "rule": r.id,
                     "severity": sev,
-                    "message": self._message(r, "fired", env, self._port),
+                    "message": self._message_fn(r, "fired", self._port)(env),
                     "recommendation": self._text(r.recommendation, env, self._port),
                     "facts": {n: env.get(n) for n in r.reads},
                 }
@@ -294,7 +294,7 @@ class PreparedRuleset:
     ) -> Callable[[Mapping[str, Any]], dict[str, str]]:
         text = r.messages.get(outcome)
         if text is None:
-            default = _default_message(r, outcome, {})
+            default = _default_message(r, outcome)
             return lambda env: dict(default)
         return self._text_fn(text, prog)
 
@@ -314,14 +314,6 @@ class PreparedRuleset:
         if name in OUTCOME_VARS:
             return OUTCOME_VARS[name] == "list"
         return any(d.name == name and d.node.type.kind == "list" for d in prog.derived)
-
-    def _message(
-        self, r: Rule, outcome: str, env: Mapping[str, Any], prog: Program
-    ) -> dict[str, str]:
-        text = r.messages.get(outcome)
-        if text is None:
-            return _default_message(r, outcome, env)
-        return self._text(text, env, prog) or {}
 
     def _text(
         self, text: Mapping[str, str] | None, env: Mapping[str, Any], prog: Program
@@ -453,7 +445,7 @@ def _num(v: Any) -> Any:
     return v
 
 
-def _default_message(r: Rule, outcome: str, env: Mapping[str, Any]) -> dict[str, str]:
+def _default_message(r: Rule, outcome: str) -> dict[str, str]:
     words = {
         "met": ("met", "满足"),
         "partly_met": ("partly met", "部分满足"),

@@ -238,6 +238,7 @@ def _encoder(slots: list[Slot]) -> _Encoder:
         else:
             others.append(s.part)
     b, en, nu, ot = tuple(bools), tuple(enums), tuple(numbers), tuple(others)
+    floats: dict[float, str] = {}  # a float -> its engine text (-0.0 and 0.0 both write 0)
     lo, hi, digits = -MAX_MAGNITUDE, MAX_MAGNITUDE, E.ROUND_DIGITS
 
     def encode(env: Mapping[str, Any]) -> list[str]:
@@ -260,13 +261,17 @@ def _encoder(slots: list[Slot]) -> _Encoder:
             if t is int and lo <= v <= hi:
                 add(prefix + str(v))
             elif t is float and lo <= v <= hi:  # finite and in range: E.rnd, then its text
-                r = round(v, digits)
-                if r.is_integer():
-                    add(prefix + str(int(r)))
-                elif "e" not in (text := repr(r)):
-                    add(prefix + text)
-                else:
-                    add(slow(env))
+                text = floats.get(v)  # percentages and shares recur across accounts
+                if text is None:
+                    r = round(v, digits)
+                    text = str(int(r)) if r.is_integer() else repr(r)
+                    if "e" in text:
+                        add(slow(env))
+                        continue
+                    if len(floats) >= 4096:
+                        floats.clear()
+                    floats[v] = text
+                add(prefix + text)
             else:
                 add(slow(env))
         for slow in ot:

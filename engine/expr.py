@@ -1034,25 +1034,27 @@ def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, An
 def comparisons_closure(nodes: list[Node]) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
     """env -> the trace records of several comparisons, in order (one call per rule).
 
-    The shapes `fact op constant` and `fact in [list]` are filled in place; any other
-    comparison uses its own :func:`comparison_closure`.
+    The shapes `fact op constant` and `fact in [list]` are filled in place, each from a
+    record whose fixed keys (expression, operator, constant, param) are set once: copying
+    it and setting the value and result costs less than building it; any other comparison
+    uses its own :func:`comparison_closure`.
     """
     specs: list[tuple[Any, ...]] = []
     for node in nodes:
-        param = None
         left, right = (node.left, node.right) if isinstance(node, Cmp) else (None, None)
         if isinstance(node, Cmp) and _is_name(left) and _constant(right) is not None:  # type: ignore[arg-type]
             y = _constant(right)  # type: ignore[arg-type]
-            if isinstance(right, Name):
-                param = right.name
+            param = right.name if isinstance(right, Name) else None
+            fixed = _record(unparse(node), node.op, y, param)
             yr = rnd(y) if type(y) is float else y
-            specs.append((0, left.name, unparse(node), node.op, y, yr, _CMP[node.op], param))  # type: ignore[union-attr]
+            specs.append((0, left.name, fixed, yr, _CMP[node.op]))  # type: ignore[union-attr]
         elif isinstance(node, In) and _is_name(node.item) and isinstance(node.container, ListLit):
             op = "not in" if node.negated else "in"
             values = node.container.values
-            specs.append((1, node.item.name, unparse(node), op, values, None, node.negated, None))  # type: ignore[attr-defined]
+            fixed = _record(unparse(node), op, None, None)
+            specs.append((1, node.item.name, fixed, values, node.negated))  # type: ignore[attr-defined]
         else:
-            specs.append((2, comparison_closure(node), None, None, None, None, None, None))
+            specs.append((2, comparison_closure(node), None, None, None))
     frozen = tuple(specs)
 
     digits = ROUND_DIGITS
@@ -1060,19 +1062,26 @@ def comparisons_closure(nodes: list[Node]) -> Callable[[Mapping[str, Any]], list
     def records(env: Mapping[str, Any]) -> list[dict[str, Any]]:
         out = []
         get = env.get
-        for shape, key, text, op, y, yr, how, param in frozen:
+        for shape, key, fixed, y, how in frozen:
             if shape == 2:
                 out.append(key(env))
                 continue
             x = get(key)
+            rec = fixed.copy()
+            rec["left"] = x
             if shape == 0:
-                res = None if x is None else how(round(x, digits) if type(x) is float else x, yr)
+                rec["result"] = (
+                    None if x is None else how(round(x, digits) if type(x) is float else x, y)
+                )
             else:
-                res = None if x is None else (x not in y) is how
-                y = list(y)  # a copy: verdicts never share the program's lists
-            out.append(
-                {"expr": text, "left": x, "op": op, "right": y, "result": res, "param": param}
-            )
+                rec["right"] = list(y)  # a copy: verdicts never share the program's lists
+                rec["result"] = None if x is None else (x not in y) is how
+            out.append(rec)
         return out
 
     return records
+
+
+def _record(text: str, op: str, right: Any, param: str | None) -> dict[str, Any]:
+    """A comparison record with its per-account keys empty, in the order records have."""
+    return {"expr": text, "left": None, "op": op, "right": right, "result": None, "param": param}

@@ -33,6 +33,7 @@ class Run:
     severity: dict[str, str]
     step: int | None
     undecided: dict[str, list[int]]  # rule id -> escalations left unknown (fired rules)
+    criteria: dict[str, tuple[str, Any]]  # criterion id -> (met / partly_met / ..., points)
 
 
 def plan_for(prog: Program) -> Plan:
@@ -61,7 +62,7 @@ class Plan:
             for level in prog.levels
         )
         self.criteria = tuple(
-            (r.id, bool(r.decl.required), _num(r.weight), _num(E.rnd(r.weight / 2)))
+            (r.id, bool(r.decl.required), *points(r))
             for r in prog.rules_of_kind.get("criterion", ())
         )
         self.segment_rules = tuple(
@@ -85,10 +86,11 @@ class Plan:
         partly: dict[str, bool] = {}
         severity: dict[str, str] = {}
         undecided: dict[str, list[int]] = {}
+        criteria: dict[str, tuple[str, Any]] = {}
         fired_all: set[str] = set()
         step_index: int | None = None
         if self.vars0 is not None:
-            self._outcome_vars(env, outcomes, partly, self.vars0)
+            self._outcome_vars(env, outcomes, partly, criteria, self.vars0)
         with engine.session() as session:
             for level, encode, rules, is_step_level, vars_ in self.levels:
                 fired = set(session.assert_encoded(level, encode(env)))
@@ -137,11 +139,11 @@ class Plan:
                 if is_step_level and step_index is None:
                     step_index = self._step(env, fired_all, level)
                 if vars_ is not None:
-                    self._outcome_vars(env, outcomes, partly, vars_)
+                    self._outcome_vars(env, outcomes, partly, criteria, vars_)
         if prog.steps and step_index is None:
             step_index = len(prog.steps) - 1
             env["qualification"] = prog.steps[step_index].qualification
-        return Run(env, outcomes, partly, severity, step_index, undecided)
+        return Run(env, outcomes, partly, severity, step_index, undecided, criteria)
 
     def _step(self, env: dict[str, Any], fired_all: set[str], level: int) -> int | None:
         """The first decision step the engine fired (or the unconditional one), checked."""
@@ -171,6 +173,7 @@ class Plan:
         env: dict[str, Any],
         outcomes: Mapping[str, str],
         partly: Mapping[str, bool],
+        criteria: dict[str, tuple[str, Any]],
         flags: tuple[bool, bool, bool],
     ) -> None:
         """Outcome variables become known after the level of their last producer."""
@@ -182,10 +185,14 @@ class Plan:
             for rid, required, full, half in self.criteria:
                 out = outcomes.get(rid, "not_evaluable")
                 if out == "fired":
-                    score += half if partly.get(rid, False) else full
-                elif required:
-                    (not_met if out == "not_fired" else not_eval).append(rid)
-            env["score"] = _num(E.rnd(score))
+                    result = ("partly_met", half) if partly.get(rid, False) else ("met", full)
+                    score += result[1]
+                else:
+                    result = ("not_met" if out == "not_fired" else "not_evaluable", 0)
+                    if required:
+                        (not_met if out == "not_fired" else not_eval).append(rid)
+                criteria[rid] = result
+            env["score"] = num(E.rnd(score))
             env["required_not_met"] = len(not_met)
             env["required_not_evaluable"] = len(not_eval)
             env["required_not_met_rules"] = not_met
@@ -283,7 +290,13 @@ def _encoder(slots: list[Slot]) -> _Encoder:
     return encode
 
 
-def _num(v: Any) -> Any:
+def points(r: Rule) -> tuple[Any, Any]:
+    """A criterion's points when met and when partly met (half, at comparison precision)."""
+    return num(r.weight), num(E.rnd(r.weight / 2))
+
+
+def num(v: Any) -> Any:
+    """A whole float as an int (points and scores print as 70, not 70.0)."""
     if isinstance(v, float) and v.is_integer():
         return int(v)
     return v

@@ -7,12 +7,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import expr as E
 from . import facts as F
 from ._durable import EngineRuleset
 from .compile import OUTCOME_VARS, Compiled, Program, Rule, compile_source
 from .errors import Diagnostic, EngineError, FactsError, RulesetError
-from .evaluator import Run, plan_for
+from .evaluator import Run, num, plan_for, points
 from .model import SEVERITY_RANK
 from .render import compile_template, placeholders
 
@@ -137,11 +136,11 @@ class PreparedRuleset:
         prog = self._prog
         env = run.env
         get = env.get
-        outcomes, partly, severity, undecided = (
+        outcomes, severity, undecided, results = (
             run.outcomes,
-            run.partly,
             run.severity,
             run.undecided,
+            run.criteria,
         )
         stage = get("stage")
         criteria = []
@@ -158,7 +157,6 @@ class PreparedRuleset:
             records,
             required,
             full,
-            half,
             default_severity,
             rule_stage,
             say,
@@ -175,17 +173,13 @@ class PreparedRuleset:
                     missing.update(n for n in esc_deps[j] if n not in facts)
             comparisons = records(env) if texts and records is not None else []
             if kind == "criterion":
-                if outcome == "fired":
-                    c_out, points = ("partly_met", half) if partly.get(rid) else ("met", full)
-                else:
-                    c_out = "not_met" if outcome == "not_fired" else "not_evaluable"
-                    points = 0
+                c_out, pts = results[rid]
                 trace.append(
                     {
                         "rule": rid,
                         "kind": kind,
                         "outcome": outcome,
-                        "points": points,
+                        "points": pts,
                         "facts": read,
                         "comparisons": comparisons,
                     }
@@ -194,7 +188,7 @@ class PreparedRuleset:
                     {
                         "rule": rid,
                         "outcome": c_out,
-                        "points": points,
+                        "points": pts,
                         "max_points": full,
                         "required": required,
                         "message": say[c_out](env) if texts else None,
@@ -246,7 +240,7 @@ class PreparedRuleset:
             "account_id": facts.get("account_id"),
             "ruleset": dict(self._ruleset_ref),
             "qualification": qualification,
-            "score": _num(get("score", 0)),
+            "score": num(get("score", 0)),
             "segments": list(get("segments", [])),
             "stage": stage,
             "summary": summary,
@@ -280,8 +274,7 @@ class PreparedRuleset:
             tuple(tuple(d) for d in r.esc_input_deps),
             r.records_fn,
             r.decl.required,
-            _num(r.weight),
-            _num(E.rnd(r.weight / 2)),
+            points(r)[0],
             r.decl.severity,
             r.decl.stage if r.kind == "stage" else None,
             say,
@@ -437,12 +430,6 @@ def _engine_for(label: str, prog: Program) -> EngineRuleset:
 def _run(prog: Program, engine: EngineRuleset, facts: Mapping[str, Any]) -> Run:
     """One evaluation of `prog` (the engine decides; the explanation checks)."""
     return plan_for(prog).run(engine, facts)
-
-
-def _num(v: Any) -> Any:
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
 
 
 def _default_message(r: Rule, outcome: str) -> dict[str, str]:

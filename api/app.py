@@ -104,28 +104,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from engine import load_rulesets
+        from engine.loader import bind_rulesets, compile_rulesets, read_sources
 
         s = settings or get_settings()
         folder = s.rulesets
         registry: Registry
 
-        def load() -> dict[str, Any]:
-            # Runs for the first load, SIGHUP and POST /v1/admin/reload alike, so
-            # every failed load is logged once, with all its diagnostics.
+        def failed(exc: BaseException) -> None:
+            stay = registry.current is not None
+            log.error(
+                "loading the rulesets in %s failed; %s:\n%s",
+                folder,
+                "the running rulesets stay" if stay else "nothing to serve",
+                exc,
+            )
+
+        # Both run for the first load, SIGHUP and POST /v1/admin/reload alike, so every
+        # failed load is logged once, with all its diagnostics.
+        def compile_folder() -> Any:
             try:
-                return load_rulesets(folder)
+                return compile_rulesets(read_sources(folder), base=folder)
             except Exception as exc:
-                stay = registry.current is not None
-                log.error(
-                    "loading the rulesets in %s failed; %s:\n%s",
-                    folder,
-                    "the running rulesets stay" if stay else "nothing to serve",
-                    exc,
-                )
+                failed(exc)
                 raise
 
-        registry = Registry(load)
+        def bind(compiled: Any) -> dict[str, Any]:
+            try:
+                return bind_rulesets(compiled)
+            except Exception as exc:
+                failed(exc)
+                raise
+
+        registry = Registry(compile_folder, bind)
         registry.on_swap.append(_log_swap)
         decision_log = DecisionLog(s.db_url, on_commit=metrics.observe_commit)
         await decision_log.open()

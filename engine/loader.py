@@ -1,14 +1,29 @@
-"""Loading every ruleset of a folder, all or nothing."""
+"""Loading every ruleset of a folder, all or nothing.
+
+Loading has two steps, so that a server can compile without stopping its engine thread:
+:func:`compile_rulesets` (parse, validate, compile: pure Python, any thread) and
+:func:`bind_rulesets` (create the durable_rules rulesets: the thread that evaluates).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from .compile import Compiled, compile_source
 from .errors import Diagnostic, RulesetError
-from .prepared import PreparedRuleset, prepare
+from .prepared import PreparedRuleset, bind
 
 TESTS_SUFFIX = ".tests.yaml"
+
+
+@dataclass(frozen=True)
+class CompiledFile:
+    """One compiled ruleset and the file it came from (None for in-memory text)."""
+
+    compiled: Compiled
+    path: Path | None
 
 
 def ruleset_files(directory: Path) -> list[Path]:
@@ -23,8 +38,8 @@ def ruleset_files(directory: Path) -> list[Path]:
     return files
 
 
-def load_rulesets(directory: Path | str) -> dict[str, PreparedRuleset]:
-    """Every ruleset of a folder, or RulesetError listing every problem of every file."""
+def read_sources(directory: Path | str) -> dict[str, str]:
+    """The text of every ruleset file of a folder, keyed by path; RulesetError if unreadable."""
     d = Path(directory)
     if not d.is_dir():
         raise RulesetError([Diagnostic(str(d), 1, 1, "ruleset.no_directory", "not a directory")])
@@ -34,15 +49,16 @@ def load_rulesets(directory: Path | str) -> dict[str, PreparedRuleset]:
             sources[str(p)] = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise RulesetError([Diagnostic(str(p), 1, 1, "ruleset.unreadable", str(exc))]) from None
-    return load_rulesets_from_sources(sources, base=d)
+    return sources
 
 
-def load_rulesets_from_sources(
-    sources: Mapping[str, str], base: Path | None = None
-) -> dict[str, PreparedRuleset]:
-    """Rulesets from in-memory text keyed by file name; all or nothing."""
+def compile_rulesets(sources: Mapping[str, str], base: Path | None = None) -> list[CompiledFile]:
+    """Compile in-memory ruleset texts keyed by file name; RulesetError lists every problem.
+
+    Touches no engine: safe on any thread. `base` says the names are paths of a folder.
+    """
     diags: list[Diagnostic] = []
-    loaded: dict[str, PreparedRuleset] = {}
+    out: list[CompiledFile] = []
     first_file: dict[str, str] = {}
     if not sources:
         where = str(base) if base else "<sources>"
@@ -51,26 +67,53 @@ def load_rulesets_from_sources(
         )
     for file, text in sources.items():
         try:
-            rs = prepare(file, text, Path(file) if base else None)
+            compiled = compile_source(file, text)
         except RulesetError as exc:
             diags.extend(exc.diagnostics)
             continue
-        if rs.name in loaded:
+        name = compiled.doc.name
+        if name in first_file:
             diags.append(
                 Diagnostic(
                     file,
                     1,
                     1,
                     "ruleset.duplicate_name",
-                    f"ruleset name `{rs.name}` is also used by {first_file[rs.name]}",
+                    f"ruleset name `{name}` is also used by {first_file[name]}",
                 )
             )
-            rs.close()
             continue
-        loaded[rs.name] = rs
-        first_file[rs.name] = file
+        first_file[name] = file
+        out.append(CompiledFile(compiled, Path(file) if base else None))
     if diags:
+        raise RulesetError(diags)
+    return out
+
+
+def bind_rulesets(files: Sequence[CompiledFile]) -> dict[str, PreparedRuleset]:
+    """Compiled rulesets bound to the engine, by name; all or nothing.
+
+    Call it on the thread that evaluates (it creates durable_rules rulesets).
+    """
+    loaded: dict[str, PreparedRuleset] = {}
+    try:
+        for f in files:
+            rs = bind(f.compiled, f.path)
+            loaded[rs.name] = rs
+    except BaseException:
         for rs in loaded.values():
             rs.close()
-        raise RulesetError(diags)
+        raise
     return loaded
+
+
+def load_rulesets(directory: Path | str) -> dict[str, PreparedRuleset]:
+    """Every ruleset of a folder, or RulesetError listing every problem of every file."""
+    return bind_rulesets(compile_rulesets(read_sources(directory), base=Path(directory)))
+
+
+def load_rulesets_from_sources(
+    sources: Mapping[str, str], base: Path | None = None
+) -> dict[str, PreparedRuleset]:
+    """Rulesets from in-memory text keyed by file name; all or nothing."""
+    return bind_rulesets(compile_rulesets(sources, base))

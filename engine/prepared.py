@@ -411,11 +411,17 @@ def load_ruleset(path: Path | str) -> PreparedRuleset:
 
 def prepare(file: str, text: str, path: Path | None = None) -> PreparedRuleset:
     """Compile ruleset source text (named `file` in diagnostics)."""
-    compiled = compile_source(file, text)
+    return bind(compile_source(file, text), path)
+
+
+def bind(compiled: Compiled, path: Path | None = None) -> PreparedRuleset:
+    """A compiled ruleset bound to its durable_rules rulesets (on the evaluating thread)."""
     try:
         return PreparedRuleset(compiled, path)
     except EngineError as exc:  # the compiler checks the engine's limits; this is the backstop
-        raise RulesetError([Diagnostic(file, 1, 1, "ruleset.engine", str(exc))]) from None
+        raise RulesetError(
+            [Diagnostic(compiled.source.file, 1, 1, "ruleset.engine", str(exc))]
+        ) from None
 
 
 # --------------------------------------------------------------------------- evaluation core

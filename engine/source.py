@@ -8,6 +8,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarstring import (
     DoubleQuotedScalarString,
     FoldedScalarString,
@@ -19,6 +21,12 @@ from .errors import Diagnostic
 
 MAX_SOURCE_BYTES = 2_000_000
 MAX_FLOW_DEPTH = 64  # the YAML parser slows quadratically on deep nesting; rulesets need ~3
+# YAML aliases (`*name`) share one node; expanding them copies it. Nested aliases grow
+# exponentially (7 levels of `&a [*a, ...x10]` in 1.2 KB expand to 10 million nodes), so both
+# the number of aliases and the size after expansion are capped before anything is built.
+# The default ruleset and its cases expand to about 1,300 and 1,600 nodes, with no alias.
+MAX_ALIASES = 100
+MAX_EXPANDED_NODES = 100_000
 
 
 def _flow_depth(text: str) -> int:
@@ -171,7 +179,103 @@ def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
         return None, [
             Diagnostic(file, 1, 1, "yaml.not_a_mapping", "a ruleset file is a YAML mapping")
         ]
+    problem = _alias_problem(file, text, doc)
+    if problem is not None:
+        return None, [problem]
     return Source(file, text, doc), []
+
+
+def _alias_problem(file: str, text: str, doc: Any) -> Diagnostic | None:
+    """A located diagnostic when aliases are too many or expand too far, else None.
+
+    The parsed tree shares one node per anchor, so its expanded size is counted on the
+    shared nodes (each once, with a memo), and an alias of a mapping or list is a node met
+    a second time: the check is linear in the text, whatever the expansion would be.
+    """
+    sizes: dict[int, int] = {}
+
+    def expanded(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if isinstance(node, dict):
+            n = 1 + sum(expanded(v) for v in node.values())
+        elif isinstance(node, list):
+            n = 1 + sum(expanded(v) for v in node)
+        else:
+            n = 1
+        sizes[key] = n
+        return n
+
+    total = expanded(doc)
+    seen: set[int] = {id(doc)}
+    uses = 0
+
+    def visit(node: Any) -> None:
+        nonlocal uses
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                if id(child) in seen:
+                    uses += 1
+                else:
+                    seen.add(id(child))
+                    visit(child)
+
+    visit(doc)
+    if uses <= MAX_ALIASES and total <= MAX_EXPANDED_NODES:
+        return None
+    # Locate it: the parsed tree keeps the anchor's position for an alias, so the alias
+    # tokens are found in the event stream (only now, on a ruleset that is refused).
+    anchored = {
+        node.anchor.value: sizes[id(node)]
+        for node in _containers(doc)
+        if getattr(node, "anchor", None) is not None and node.anchor.value
+    }
+    marks: list[tuple[int, int, int]] = []  # (line, col, expanded size) per container alias
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, AliasEvent) and event.anchor in anchored:
+            m = event.start_mark
+            marks.append((m.line + 1, m.column + 1, anchored[event.anchor]))
+    if uses > MAX_ALIASES:
+        line, col, _n = marks[MAX_ALIASES] if len(marks) > MAX_ALIASES else (1, 1, 0)
+        return Diagnostic(
+            file,
+            line,
+            col,
+            "yaml.too_many_aliases",
+            f"the YAML uses {uses} aliases (`*name`) of mappings or lists; "
+            f"the limit is {MAX_ALIASES}",
+            "write the repeated values out instead of referring to an anchor",
+        )
+    line, col, _n = max(marks, key=lambda m: m[2]) if marks else (1, 1, 0)
+    return Diagnostic(
+        file,
+        line,
+        col,
+        "yaml.too_large",
+        f"the YAML expands to {total:,} values once its aliases are copied out; "
+        f"the limit is {MAX_EXPANDED_NODES:,}",
+        "an alias of an alias multiplies: write the values out, or alias fewer levels",
+    )
+
+
+def _containers(doc: Any) -> list[Any]:
+    """Every distinct mapping and list of the tree, each once."""
+    out: list[Any] = []
+    seen: set[int] = set()
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        out.append(node)
+        stack.extend(
+            c
+            for c in (node.values() if isinstance(node, dict) else node)
+            if isinstance(c, dict | list)
+        )
+    return out
 
 
 _YAML_HINTS = (
@@ -197,12 +301,16 @@ def _yaml_hint(problem: str) -> str | None:
 
 
 def plain(node: Any) -> Any:
-    """The ruamel tree as plain Python data (dict, list, str, int, float, bool, None)."""
+    """The ruamel tree as plain Python data (dict, list, str, int, float, bool, None).
+
+    An anchored boolean (`&on true`) is a ruamel ScalarBoolean, an int subclass, not a
+    bool: it is tested before int so that it stays a boolean.
+    """
     if isinstance(node, dict):
         return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [plain(v) for v in node]
-    if isinstance(node, bool):
+    if isinstance(node, bool | ScalarBoolean):
         return bool(node)
     if isinstance(node, int):
         return int(node)

@@ -130,7 +130,7 @@ class FakeRuleset:
 
 async def test_replaced_snapshot_is_closed_only_after_its_last_request_drains() -> None:
     loads = iter([{"a": FakeRuleset("a")}, {"a": FakeRuleset("a")}])
-    registry = Registry(lambda: next(loads))
+    registry = Registry(lambda: next(loads), lambda loaded: loaded)
     first = await registry.reload()
     old = first.rulesets["a"]
     lease = registry.hold()  # a request in flight on generation 1
@@ -153,9 +153,70 @@ async def test_failed_reload_keeps_the_current_snapshot() -> None:
     def loader():
         raise ValueError("bad")
 
-    registry = Registry(lambda: {"a": FakeRuleset("a")})
+    registry = Registry(lambda: {"a": FakeRuleset("a")}, lambda loaded: loaded)
     snap = await registry.reload()
-    registry._loader = loader
+    registry._compiler = loader
     with pytest.raises(ValueError):
         await registry.reload()
     assert registry.current is snap and not snap.rulesets["a"].closed
+
+
+async def test_reload_compiles_off_the_engine_thread_so_evaluations_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload whose compilation takes 2 s never holds up an evaluation for that long.
+
+    Compilation is made slow by a sleep in the compiler; evaluations sent meanwhile must
+    each answer well within it (they waited for the whole compile when it ran on the
+    engine thread).
+    """
+    import time
+
+    import engine.loader as loader
+
+    real = loader.compile_source
+    compiling = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_compile(file: str, text: str):  # type: ignore[no-untyped-def]
+        loop.call_soon_threadsafe(compiling.set)
+        time.sleep(2.0)
+        return real(file, text)
+
+    async with running(settings_for(tmp_path)) as r:
+        monkeypatch.setattr(loader, "compile_source", slow_compile)
+        reload = asyncio.create_task(r.client.post("/v1/admin/reload", headers=AUTH))
+        await compiling.wait()
+        slowest = 0.0
+        answered = 0
+        while not reload.done():
+            started = time.perf_counter()
+            resp = await r.client.post("/v1/evaluate", json=KEY_FACTS)
+            assert resp.status_code == 200
+            slowest = max(slowest, time.perf_counter() - started)
+            answered += 1
+        assert (await reload).status_code == 200
+        assert answered >= 5, answered
+        assert slowest < 1.0, f"an evaluation waited {slowest:.2f} s during the reload"
+
+
+async def test_reload_of_an_alias_bomb_is_refused_quickly_and_the_rulesets_stay(
+    tmp_path: Path,
+) -> None:
+    """7 levels of nested aliases (1.2 KB) blocked evaluations for 16 s and then answered."""
+    import time
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    async with running(settings_for(tmp_path)) as r:
+        (tmp_path / "rulesets" / "bomb.yaml").write_text(
+            "kaq: 1\n" + "\n".join(lines) + "\n", encoding="utf-8"
+        )
+        before = (await r.client.get("/v1/rulesets")).json()
+        started = time.perf_counter()
+        resp = await r.client.post("/v1/admin/reload", headers=AUTH)
+        assert time.perf_counter() - started < 2.0
+        assert resp.status_code == 400
+        assert [d["code"] for d in resp.json()["diagnostics"]] == ["yaml.too_large"]
+        assert (await r.client.get("/v1/rulesets")).json() == before
+        assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 200

@@ -342,7 +342,7 @@ def test_load_rulesets_duplicate_name_across_files_is_located_in_the_second(tmp_
     ]
 
 
-def test_load_rulesets_is_all_or_nothing_and_frees_what_it_loaded(tmp_path, monkeypatch):
+def test_load_rulesets_is_all_or_nothing_and_binds_nothing_when_a_file_fails(tmp_path, monkeypatch):
     closed: list[str] = []
     original = prepared_module.PreparedRuleset.close
 
@@ -363,7 +363,34 @@ def test_load_rulesets_is_all_or_nothing_and_frees_what_it_loaded(tmp_path, monk
         ("c.yaml", "ruleset.shape"),
     ]
     assert info.value.diagnostics[0].file == str(bad)
-    assert closed == ["good-one"]
+    assert closed == []  # every file compiles before any is bound to the engine
+
+
+def test_bind_rulesets_frees_what_it_bound_when_a_later_one_fails(tmp_path, monkeypatch):
+    from engine import loader
+
+    closed: list[str] = []
+    original = prepared_module.PreparedRuleset.close
+
+    def spy(self):
+        closed.append(self.name)
+        original(self)
+
+    monkeypatch.setattr(prepared_module.PreparedRuleset, "close", spy)
+    _write(tmp_path, "a.yaml", BASE.replace("name: broken", "name: first"))
+    _write(tmp_path, "b.yaml", BASE.replace("name: broken", "name: second"))
+    compiled = loader.compile_rulesets(loader.read_sources(tmp_path), base=tmp_path)
+    real_bind = loader.bind
+
+    def bind(c, path=None):
+        if c.doc.name == "second":
+            raise RulesetError([engine.Diagnostic("b.yaml", 1, 1, "ruleset.engine", "refused")])
+        return real_bind(c, path)
+
+    monkeypatch.setattr(loader, "bind", bind)
+    with pytest.raises(RulesetError):
+        loader.bind_rulesets(compiled)
+    assert closed == ["first"]
 
 
 def test_load_rulesets_from_sources_reports_every_file(tmp_path):

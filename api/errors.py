@@ -15,11 +15,12 @@ The tree, drawn once::
     engine.KaqError                  raised by engine/, mapped by `problem_for`
     ├── RulesetError          400    (admin reload) with every diagnostic
     ├── FactsError            422    `errors[].loc` names the fact
-    └── EvaluationError       422    valid facts the ruleset cannot decide
-        └── EngineError       422
+    └── InternalError         500    kaq failed on valid facts: `urn:kaq:problem:internal`,
+        └── EvaluationError,         logged with its traceback, counted like every 500
+            EngineError
 
-Anything else reaching `problem_for` is a bug: it becomes a logged 500, the only
-place a 500 is ever produced.
+Anything else reaching `problem_for` is a bug too: it becomes a logged 500. These two
+are the only places a 500 is produced.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-log = logging.getLogger("kaq.api")
+logger = logging.getLogger("kaq.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -129,10 +130,13 @@ class ServiceUnavailable(ApiError):
     status, slug, title = 503, "unavailable", "Service unavailable"
 
 
-def problem_for(exc: BaseException) -> dict[str, Any]:
-    """Map any exception to a problem object; unknown ones become a logged 500."""
+def problem_for(exc: BaseException, *, log: bool = True) -> dict[str, Any]:
+    """Map any exception to a problem object; 500s are logged with their traceback.
+
+    `log=False` when the same exception will be answered (and logged) by the handler.
+    """
     # Imported here so that importing api.errors stays cheap and does not load durable_rules.
-    from engine.errors import EvaluationError, FactsError, KaqError, RulesetError
+    from engine.errors import FactsError, InternalError, KaqError, RulesetError
 
     if isinstance(exc, ApiError):
         return exc.to_problem()
@@ -158,17 +162,20 @@ def problem_for(exc: BaseException) -> dict[str, Any]:
             diagnostics=[d.to_dict() for d in exc.diagnostics],
             code=exc.code,
         )
-    if isinstance(exc, EvaluationError):
+    if isinstance(exc, InternalError):
+        if log:
+            logger.error("internal error on valid input: %s", exc, exc_info=exc)
         return problem(
-            422,
-            "evaluation-failed",
-            str(exc) or "The ruleset cannot decide these facts.",
-            title="Facts could not be evaluated",
+            500,
+            "internal",
+            f"kaq failed to evaluate valid facts; the failure has been logged. ({exc.code}: {exc})",
+            title="Internal error",
             code=exc.code,
         )
     if isinstance(exc, KaqError):
         return problem(422, "kaq-error", str(exc), code=exc.code)
-    log.error("unhandled error", exc_info=exc)
+    if log:
+        logger.error("unhandled error", exc_info=exc)
     return problem(500, "internal", "An unexpected error occurred; it has been logged.")
 
 

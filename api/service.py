@@ -82,8 +82,8 @@ class Service:
         for d in decisions:
             self.metrics.evaluations.labels(rs.name, str(d.qualification)).inc()
 
-    def _count_error(self, rs: Any, exc: BaseException) -> dict[str, Any]:
-        body = problem_for(exc)
+    def _count_error(self, rs: Any, exc: BaseException, *, log: bool = True) -> dict[str, Any]:
+        body = problem_for(exc, log=log)
         self.metrics.evaluation_errors.labels(rs.name, body["type"].rsplit(":", 1)[-1]).inc()
         return body
 
@@ -94,7 +94,7 @@ class Service:
             try:
                 verdict, ms = await engine_thread.run(_evaluate_timed, rs, facts)
             except Exception as exc:
-                self._count_error(rs, exc)
+                self._count_error(rs, exc, log=False)  # the error handler logs it once
                 raise
             decision = self._decision(rs, facts, verdict, ms)
             await self.log.write([decision])

@@ -11,6 +11,7 @@ from .errors import (
     EngineError,
     EvaluationError,
     FactsError,
+    InternalError,
     KaqError,
     RulesetError,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "EngineError",
     "EvaluationError",
     "FactsError",
+    "InternalError",
     "KaqError",
     "PreparedRuleset",
     "RulesetError",

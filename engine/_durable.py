@@ -35,6 +35,14 @@ dispatcher/timer threads (which segfault under concurrency), and guards each tra
   is freed with ``delete_ruleset`` by :meth:`EngineRuleset.close`.
 * **more than 512 conditions under one node hang ruleset creation** — :data:`MAX_ATOMS`
   caps the conditions of a ruleset before it is created.
+* **a fact that matches too many conditions at once is refused (error 303)** — the engine
+  walks its network of conditions (the alpha network) depth first on a fixed stack of
+  :data:`MAX_ALPHA_STACK` nodes (``MAX_STACK_SIZE`` in its ``events.c``): every condition
+  a node leads to that the fact matches is pushed before the next is looked at, so 64
+  guardrails ``a > 0`` .. ``a > 63`` overflow it for ``a`` ≥ 64. :func:`alpha_stack_bound`
+  models the network as the engine builds it and bounds the stack for any fact; the rules
+  of one evaluation level are split over as many engine facts (stages) as it takes to keep
+  every bound within the stack. A condition too wide on its own is refused at load.
 * **"no rule matched" is a normal outcome**, not an error.
 """
 
@@ -62,6 +70,7 @@ MAX_FIELDS = 200  # below the ~254 properties where a fact is refused (error 302
 MAX_MAGNITUDE = 1e15  # constants and facts; beyond it values are clamped (see encode_value)
 MAX_KEPT_STATES = 256  # threads alive at once that keep an empty state between evaluations
 MAX_SIDS = 500_000  # t0 .. t622381 have distinct FNV-1a hashes; t622382 clashes with t439599
+MAX_ALPHA_STACK = 64  # MAX_STACK_SIZE of durable_rules' events.c (error 303 beyond it)
 
 _names = itertools.count()
 _sids = itertools.count()
@@ -211,11 +220,204 @@ def _abandon_sid() -> None:
         _local.holder = None
 
 
+# --------------------------------------------------------------------------- alpha network
+
+
+class _Alpha:
+    """A node of the engine's alpha network: one condition, and the nodes it leads to."""
+
+    __slots__ = ("atom", "children", "shared")
+
+    def __init__(self, atom: tuple[str, str, str] | None):
+        self.atom = atom  # (field, operator, value as JSON); None: root or forward node
+        self.children: list[_Alpha] = []
+        self.shared: dict[tuple[str, str, str], _Alpha] = {}  # atom -> child, for reuse
+
+
+_OPS = {"$lt", "$lte", "$gt", "$gte", "$neq"}
+
+
+def _atom_of(cond: Mapping[str, Any]) -> tuple[str, str, str]:
+    ((key, value),) = cond.items()
+    if key in _OPS:
+        ((fname, v),) = value.items()
+        return fname, key, encode_value(v)
+    return key, "$eq", encode_value(value)
+
+
+def _network(conds: list[Any]) -> _Alpha:
+    """The alpha network durable_rules builds for these conditions (its rete.c createAlpha).
+
+    `$and` chains its parts, each under the previous one; `$or` makes a new forward node
+    that the end of every alternative leads to (always pushed: its field is never in a
+    fact); a comparison reuses the parent's child with the same field, operator and value.
+    """
+    root = _Alpha(None)
+
+    def create(cond: Any, parent: _Alpha) -> _Alpha:
+        if "$and" in cond:
+            node = parent
+            for part in cond["$and"]:
+                node = create(part, node)
+            return node
+        if "$or" in cond:
+            forward = _Alpha(None)
+            for part in cond["$or"]:
+                create(part, parent).children.append(forward)
+            return forward
+        atom = _atom_of(cond)
+        child = parent.shared.get(atom)
+        if child is None:
+            child = parent.shared[atom] = _Alpha(atom)
+            parent.children.append(child)
+        return child
+
+    for cond in conds:
+        create(cond, root)
+    return root
+
+
+def _most_matching(atoms: list[tuple[str, str, str]], stage: int) -> int:
+    """How many of these sibling conditions one fact of `stage` can match at once.
+
+    Conditions on different fields are independent; on one field, the most that hold
+    together for any value (tried at every constant, just beside it and beyond all).
+    A condition on the stage field is decided by `stage`.
+    """
+    by_field: dict[str, list[tuple[str, Any]]] = {}
+    count = 0
+    for fname, op, text in atoms:
+        value = json.loads(text)
+        if fname == STAGE_FIELD:
+            count += _holds(op, stage, value)
+            continue
+        by_field.setdefault(fname, []).append((op, value))
+    for conds in by_field.values():
+        consts = [v for _op, v in conds]
+        numbers = sorted({float(v) for v in consts if isinstance(v, int | float)})
+        points: list[Any] = [object()]  # a value equal to no constant
+        for x in numbers:
+            points += [x, math.nextafter(x, -math.inf), math.nextafter(x, math.inf)]
+        points += [v for v in consts if not isinstance(v, int | float)]
+        count += max(sum(_holds(op, p, v) for op, v in conds) for p in points)
+    return count
+
+
+def _holds(op: str, x: Any, y: Any) -> bool:
+    if op in ("$eq", "$neq"):
+        same = type(x) is not object and (x == y if _comparable(x, y) else False)
+        return same if op == "$eq" else not same
+    if not (isinstance(x, int | float) and isinstance(y, int | float)):
+        return True  # the engine's mixed comparisons: count it as matching (the worst case)
+    return {"$lt": x < y, "$lte": x <= y, "$gt": x > y, "$gte": x >= y}[op]
+
+
+def _comparable(x: Any, y: Any) -> bool:
+    return isinstance(x, int | float) == isinstance(y, int | float)
+
+
+def alpha_stack_bound(conds: list[Any], stage: int) -> int:
+    """The deepest the engine's alpha stack can get for a fact of `stage`, for any values.
+
+    The walk pops a node and pushes every child the fact matches; nodes still waiting
+    below are the siblings of the path taken. So the bound is, over every path, the most
+    children each node on it can push minus the one taken, plus what the last one pushes.
+    It overflows when that exceeds :data:`MAX_ALPHA_STACK`.
+    """
+    root = _network(conds)
+    pushes: dict[int, int] = {}
+    alive: dict[int, list[_Alpha]] = {}
+
+    def children(node: _Alpha) -> list[_Alpha]:
+        key = id(node)
+        if key not in alive:
+            atoms = [c.atom for c in node.children if c.atom is not None]
+            matched = [
+                c
+                for c in node.children
+                if c.atom is None
+                or c.atom[0] != STAGE_FIELD
+                or _holds(c.atom[1], stage, json.loads(c.atom[2]))
+            ]
+            alive[key] = matched
+            pushes[key] = _most_matching(atoms, stage) + sum(
+                1 for c in node.children if c.atom is None
+            )
+        return alive[key]
+
+    # longest path (pending nodes) over the acyclic network, in topological order
+    order: list[_Alpha] = []
+    state: dict[int, int] = {}
+    stack: list[tuple[_Alpha, int]] = [(root, 0)]
+    while stack:
+        node, i = stack.pop()
+        kids = children(node)
+        if i == 0:
+            if state.get(id(node)) is not None:
+                continue
+            state[id(node)] = 1
+        if i < len(kids):
+            stack.append((node, i + 1))
+            if state.get(id(kids[i])) is None:
+                stack.append((kids[i], 0))
+        else:
+            order.append(node)
+    pending: dict[int, int] = {id(root): 0}
+    worst = 0
+    for node in reversed(order):
+        here = pending.get(id(node))
+        if here is None:
+            continue
+        n = pushes[id(node)]
+        worst = max(worst, here + n)
+        for child in alive[id(node)]:
+            pending[id(child)] = max(pending.get(id(child), 0), here + n - 1)
+    return worst
+
+
+def _split_levels(
+    rules: Mapping[str, tuple[int, Any]], catch_all: Any
+) -> tuple[dict[int, list[int]], dict[str, int]]:
+    """Engine stages per evaluation level, and each engine rule's stage.
+
+    A level's rules share one stage (one asserted fact) while the alpha stack bound of
+    that stage stays within the engine's; the first rule that would overflow it starts the
+    next stage. Stage 1 also carries the catch-all.
+    """
+    stages: dict[int, list[int]] = {}
+    stage_of: dict[str, int] = {}
+    stage = FIRST_STAGE - 1
+    for level in sorted({lv for lv, _c in rules.values()} | {FIRST_STAGE}):
+        stage += 1
+        stages[level] = [stage]
+        current: list[Any] = [catch_all] if stage == FIRST_STAGE else []
+        for name, (lv, cond) in rules.items():
+            if lv != level:
+                continue
+            wrapped = {"$and": [{STAGE_FIELD: stage}, cond]}
+            if alpha_stack_bound(current + [wrapped], stage) > MAX_ALPHA_STACK:
+                if current:
+                    stage += 1
+                    stages[level].append(stage)
+                    wrapped = {"$and": [{STAGE_FIELD: stage}, cond]}
+                    current = []
+                if alpha_stack_bound([wrapped], stage) > MAX_ALPHA_STACK:
+                    raise EngineError(
+                        f"rule {name}: one fact can match more than {MAX_ALPHA_STACK - 1} "
+                        "of its conditions at once, more than the engine can follow"
+                    )
+            current.append(wrapped)
+            stage_of[name] = stage
+    return stages, stage_of
+
+
 class EngineRuleset:
     """One compiled ruleset inside durable_rules.
 
-    `rules` maps engine rule names (short ASCII, e.g. ``r12``) to conditions over flat facts
-    whose fields are generated names; every rule also requires ``kaq_stage == stage``.
+    `rules` maps engine rule names (short ASCII, e.g. ``r12``) to (evaluation level,
+    condition over flat facts whose fields are generated names). A level is asserted as
+    one fact per engine stage (see :func:`_split_levels`); every rule also requires
+    ``kaq_stage == its stage``.
     """
 
     def __init__(self, label: str, rules: Mapping[str, tuple[int, Any]], atom_count: int):
@@ -224,9 +426,10 @@ class EngineRuleset:
                 f"ruleset has {atom_count} conditions; the engine limit is {MAX_ATOMS}"
             )
         catch_all = {"$lte": {STAGE_FIELD: FIRST_STAGE}}  # stage 0 (fallback) and stage 1
+        self.stages, stage_of = _split_levels(rules, catch_all)
         definition: dict[str, Any] = {CATCH_ALL: {"all": [{"m": catch_all}]}}
-        for name, (stage, cond) in rules.items():
-            parts = [{STAGE_FIELD: stage}, cond]
+        for name, (_level, cond) in rules.items():
+            parts = [{STAGE_FIELD: stage_of[name]}, cond]
             definition[name] = {"all": [{"m": {"$and": parts}}]}
         self.name = f"kaq_{label}_{next(_names)}"
         text = encode_json(definition)
@@ -332,6 +535,16 @@ class Session:
         if len(fields) > MAX_FIELDS:
             raise EngineError(f"a fact with {len(fields)} fields exceeds {MAX_FIELDS}")
         return self.assert_encoded(stage, [f'"{k}":{encode_value(v)}' for k, v in fields.items()])
+
+    def assert_level(self, level: int, parts: list[str]) -> list[str]:
+        """Assert one evaluation level (one fact per engine stage of it); what fired."""
+        stages = self._rs.stages[level]
+        if len(stages) == 1:
+            return self.assert_encoded(stages[0], parts)
+        fired: list[str] = []
+        for stage in stages:
+            fired += self.assert_encoded(stage, parts)
+        return fired
 
     def assert_encoded(self, stage: int, parts: list[str]) -> list[str]:
         """Like assert_stage, with each field already written as `"name":value`.

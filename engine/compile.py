@@ -16,7 +16,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import expr as E
-from ._durable import MAX_ATOMS, MAX_FIELDS, encoder_for
+from ._durable import (
+    MAX_ALPHA_STACK,
+    MAX_ATOMS,
+    MAX_FIELDS,
+    STAGE_FIELD,
+    alpha_stack_bound,
+    encoder_for,
+)
 from .errors import Diagnostic, RulesetError
 from .model import (
     NAME_PATTERN,
@@ -415,10 +422,44 @@ class _Compiler:
         try:
             node = E.parse(text)
             E.check(node, symbols, want_bool=want_bool)
-            return node
         except E.ExprError as exc:
             self.expr_err(path, exc)
             return None
+        self.lint(path, node)
+        return node
+
+    def lint(self, path: tuple[Any, ...], node: E.Node) -> None:
+        """Warnings about an expression that loads but cannot mean what it says."""
+        for x in E.walk(node):
+            if isinstance(x, E.Arith) and x.op == "/" and _constant_value(x.right) == 0:
+                self.warn_expr(
+                    path,
+                    x.offset,
+                    "expr.division_by_zero",
+                    f"`{E.unparse(x)}` divides by zero: it is always unknown, so this "
+                    "is never decided",
+                    "divide by a fact or a non-zero param",
+                )
+            if isinstance(x, E.Cmp) and x.left.type == E.NUMBER:
+                for const, other in ((x.right, x.left), (x.left, x.right)):
+                    value = _constant_value(const)
+                    if isinstance(value, float) and E.rnd(value) != value and _rounded(other):
+                        shown = E.unparse(const)
+                        self.warn_expr(
+                            path,
+                            x.offset,
+                            "expr.precision",
+                            f"`{E.unparse(other)}` is rounded to {E.ROUND_DIGITS} decimal "
+                            f"places before it is compared, so `{shown}` ({value!r}) compares "
+                            f"as {E.rnd(value)!r}",
+                            f"write the threshold with at most {E.ROUND_DIGITS} decimals",
+                        )
+
+    def warn_expr(
+        self, path: tuple[Any, ...], offset: int, code: str, message: str, hint: str
+    ) -> None:
+        line, col = self.src.expr_position(path, offset)
+        self.warnings.append(Diagnostic(self.src.file, line, col, code, message, hint))
 
     # -- one program
     def program(
@@ -526,6 +567,7 @@ class _Compiler:
                 self.expr_err(("derived", name, "expr"), exc)
                 continue
             symbols[name] = E.Symbol("derived", t)
+            self.lint(("derived", name, "expr"), node)
             deps: list[str] = []
             for n in E.names(node):
                 if n.scope == "fact":
@@ -932,6 +974,24 @@ class _Compiler:
                 f"the limit is {MAX_ATOMS}",
                 "move shared parts into derived facts, or split the ruleset",
             )
+        by_id = {r.id: r for r in prog.rules}
+        for er in prog.engine_rules.values():
+            alone = {"$and": [{STAGE_FIELD: 1}, er.cond]}
+            if alpha_stack_bound([alone], 1) <= MAX_ALPHA_STACK:
+                continue
+            rule = by_id.get(er.owner)
+            where = (
+                rules_path + (rule.index, "when")
+                if rule is not None
+                else ("decision", "steps", int(er.owner.split(".")[1]) - 1, "when")
+            )
+            self.err(
+                where,
+                "ruleset.too_wide",
+                f"one account can meet more than {MAX_ALPHA_STACK - 1} parts of this "
+                "condition at once, more than the engine can follow",
+                "move groups of comparisons into derived facts",
+            )
         for level, slots in sorted(prog.level_fields.items()):
             if len(slots) > MAX_FIELDS:
                 self.err(
@@ -1077,6 +1137,28 @@ class _Lowering:
         if op == "==":
             return {field_name: value}
         return {_OP[op]: {field_name: value}}
+
+
+def _constant_value(n: E.Node) -> Any:
+    """The value of a literal or param, or of arithmetic over them; None if per-account."""
+    if isinstance(n, E.Const) or (isinstance(n, E.Name) and n.scope == "param"):
+        return n.value
+    if isinstance(n, E.Neg):
+        v = _constant_value(n.operand)
+        return -v if isinstance(v, int | float) and not isinstance(v, bool) else None
+    if isinstance(n, E.Arith):
+        a, b = _constant_value(n.left), _constant_value(n.right)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b)):
+            return None
+        return E.evaluate(n, {})
+    return None
+
+
+def _rounded(n: E.Node) -> bool:
+    """Is this operand rounded to comparison precision (derived or computed, not a fact)?"""
+    if isinstance(n, E.Name):
+        return n.scope in ("derived", "outcome")
+    return _constant_value(n) is None and not isinstance(n, E.Const)
 
 
 def _simple(n: E.Node) -> bool:

@@ -4,9 +4,14 @@ The tree, drawn once::
 
     KaqError                      base of everything the engine raises on purpose
     ├── RulesetError              a ruleset does not load; carries every Diagnostic found
+    │                             (the ruleset's author's to fix)
     ├── FactsError                account facts do not validate; carries pydantic-style errors
-    └── EvaluationError           a valid ruleset met facts it cannot decide consistently
-        └── EngineError           durable_rules itself failed (its numeric error codes)
+    │                             (the caller's to fix)
+    └── InternalError             kaq failed on valid facts and a valid ruleset: never the
+        │                         caller's fault (HTTP 500, logged with its traceback)
+        └── EvaluationError       the evaluation could not decide consistently (the engine
+            │                     and the explanation disagree, two stages fired)
+            └── EngineError       durable_rules itself failed (its numeric error codes)
 
 Each Diagnostic has a stable `code` (``ruleset.unknown_fact``), a message, a location
 ``file:line:col`` and, where one helps, a hint. Tests match codes, not text.
@@ -72,8 +77,14 @@ class FactsError(KaqError):
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
 
 
-class EvaluationError(KaqError):
-    """The facts are valid but the ruleset cannot decide them consistently."""
+class InternalError(KaqError):
+    """A failure inside kaq on valid input: a kaq (or ruleset) defect, not the caller's."""
+
+    code = "internal"
+
+
+class EvaluationError(InternalError):
+    """The facts are valid but the evaluation could not decide them consistently."""
 
     code = "evaluation.failed"
 

@@ -93,7 +93,7 @@ class Plan:
             self._outcome_vars(env, outcomes, partly, criteria, self.vars0)
         with engine.session() as session:
             for level, encode, rules, is_step_level, vars_ in self.levels:
-                fired = set(session.assert_encoded(level, encode(env)))
+                fired = set(session.assert_level(level, encode(env)))
                 fired_all |= fired
                 for rid, pos_name, cond_fn, ppart, escs in rules:
                     # durable_rules decides what fired; the Kleene explanation must agree,

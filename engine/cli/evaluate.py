@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.progress import Progress
 from rich.table import Table
 
-from ..errors import EvaluationError, FactsError
+from ..errors import FactsError, InternalError
 from ..reader import count_records, read_records
 from ._common import DEFAULT_RULESETS, err_console, load_or_exit, pick
 
@@ -102,8 +102,13 @@ def _evaluate_all(file: Path, rs: Any):
                     ),
                     False,
                 )
-            except EvaluationError as exc:
-                yield rec.where, None, f"evaluation failed: {exc}", False
+            except InternalError as exc:
+                # valid facts kaq failed on: kaq's fault, not the record's; stop here
+                sys.stderr.write(
+                    f"{rec.where}: internal error: kaq failed on valid facts ({exc.code}: {exc}); "
+                    "this is a defect of kaq or of the ruleset, not of the input\n"
+                )
+                raise typer.Exit(1) from None
 
 
 def _label(labels: dict[str, Any], kind: str, value: Any, lang: str) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import KEY_FACTS, Running
+from conftest import KEY_FACTS, Running, running, settings_for
 
 from api.ids import is_decision_id
 from api.openapi import GUARDRAIL, KEY_ACCOUNT, POTENTIAL
@@ -212,3 +213,31 @@ async def test_unknown_route_and_method_are_problems(svc: Running) -> None:
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     r = await svc.client.get("/v1/evaluate")
     assert r.status_code == 405 and r.json()["status"] == 405
+
+
+async def test_an_engine_failure_on_valid_facts_is_a_logged_500_not_the_callers_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """durable_rules refusing a valid fact was answered 422 "evaluation failed"."""
+    from engine import _durable
+
+    def refuse(handle: object, text: str) -> object:
+        raise _durable._dre.error("Could not assert fact, error code: 303")
+
+    async with running(settings_for(tmp_path)) as r:
+        monkeypatch.setattr(_durable._dre, "assert_fact", refuse)
+        with caplog.at_level("ERROR", logger="kaq.api"):
+            resp = await r.client.post("/v1/evaluate", json=KEY_FACTS)
+            batch = await r.client.post("/v1/evaluate/batch", json={"accounts": [KEY_FACTS]})
+        monkeypatch.undo()
+        assert resp.status_code == 500
+        body = resp.json()
+        assert body["type"] == "urn:kaq:problem:internal"
+        assert body["code"] == "evaluation.engine"
+        assert batch.status_code == 200
+        assert batch.json()["results"][0]["error"]["type"] == "urn:kaq:problem:internal"
+        logged = [rec for rec in caplog.records if rec.exc_info]
+        assert len(logged) == 2  # once per failure, with its traceback
+        text = (await r.client.get("/metrics")).text
+        assert 'kaq_http_requests_total{method="POST",route="/v1/evaluate",status="500"}' in text
+        assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 200

@@ -186,3 +186,20 @@ def test_csv_with_an_unknown_column_is_rejected_whole_with_a_hint(rulesets, tmp_
     assert f"{f}:1: unknown column(s): `Spend` (did you mean `spend`?)" in result.stderr
     assert "the file was not evaluated" in result.stderr
     assert "record(s) rejected" not in result.stderr
+
+
+def test_an_engine_failure_is_an_internal_error_not_a_rejected_record(
+    rulesets, tmp_path, monkeypatch
+):
+    from engine import _durable
+
+    def refuse(handle, text):
+        raise _durable._dre.error("Could not assert fact, error code: 303")
+
+    monkeypatch.setattr(_durable._dre, "assert_fact", refuse)
+    f = tmp_path / "one.json"
+    f.write_text(json.dumps(GOOD), encoding="utf-8")
+    result = kaq_evaluate(rulesets, f, "--format", "json")
+    assert result.exit_code == 1
+    assert "internal error" in result.stderr and "not of the input" in result.stderr
+    assert "rejected" not in result.stderr

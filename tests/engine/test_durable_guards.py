@@ -657,3 +657,118 @@ def test_a_forked_child_never_reuses_an_id_in_use_in_the_parent():
     proc = run_script(script, ruleset_text({"pos": "n > 1"}))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[true]", proc.stdout
+
+
+# --------------------------------------------------------------------------- alpha stack
+
+
+def _raw_ruleset(conds: dict[str, Any]) -> Any:
+    """A durable_rules ruleset of these stage-1 conditions as they are, with no splitting."""
+    definition: dict[str, Any] = {D.CATCH_ALL: {"all": [{"m": {"$lte": {D.STAGE_FIELD: 1}}}]}}
+    for name, cond in conds.items():
+        definition[name] = {"all": [{"m": {"$and": [{D.STAGE_FIELD: 1}, cond]}}]}
+    return D._dre.create_ruleset(f"raw_{next(D._names)}", D.encode_json(definition)), definition
+
+
+def _refuses(handle: Any, fields: dict[str, Any]) -> bool:
+    body = ",".join(f'"{k}":{D.encode_value(v)}' for k, v in fields.items())
+    try:
+        result = D._dre.assert_fact(handle, f'{{"sid":"raw","id":"x1","kaq_stage":1,{body}}}')
+    except D._dre.error as exc:
+        assert "303" in str(exc), exc
+        return True
+    D._dre.retract_fact(handle, f'{{"sid":"raw","id":"x1","kaq_stage":1,{body}}}')
+    assert result[0] in (0, 1)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("shape", "per_rule"),
+    [("f0 > i", 1), ("f0 > i or f1 > i", 2)],
+)
+def test_alpha_stack_bound_is_exact_where_every_condition_can_hold(shape: str, per_rule: int):
+    """The model of the engine's alpha walk says 303 exactly when the engine says it.
+
+    k rules all true at once push k (or 2k) nodes under the stage node, beside the
+    catch-all: the bound is per_rule × k + 1, and the engine's stack holds 64.
+    """
+    for k in range(28, 70):
+        if shape == "f0 > i":
+            conds = {f"r{i}": {"$gt": {"f0": i}} for i in range(k)}
+        else:
+            conds = {f"r{i}": {"$or": [{"$gt": {"f0": i}}, {"$gt": {"f1": i}}]} for i in range(k)}
+        handle, definition = _raw_ruleset(conds)
+        try:
+            bound = D.alpha_stack_bound([r["all"][0]["m"] for r in definition.values()], 1)
+            assert bound == per_rule * k + 1
+            assert _refuses(handle, {"f0": 1000, "f1": 1000}) == (bound > D.MAX_ALPHA_STACK), k
+        finally:
+            D._dre.delete_ruleset(handle)
+
+
+def test_alpha_stack_bound_never_lets_the_engine_overflow_on_random_rulesets():
+    """Wherever the bound is within the stack, no fact makes the engine refuse (error 303)."""
+    rng = random.Random(303)
+    fields = ["f0", "f1", "f2"]
+
+    def atom() -> dict[str, Any]:
+        op = rng.choice(["$gt", "$gte", "$lt", "$lte", "$neq", "=="])
+        value = rng.randint(0, 9)
+        field = rng.choice(fields)
+        return {field: value} if op == "==" else {op: {field: value}}
+
+    def cond(depth: int) -> dict[str, Any]:
+        if depth == 0 or rng.random() < 0.4:
+            return atom()
+        parts = [cond(depth - 1) for _ in range(rng.randint(2, 3))]
+        return {rng.choice(["$and", "$or"]): parts}
+
+    checked = 0
+    for _ in range(60):
+        conds = {f"r{i}": cond(3) for i in range(rng.randint(5, 40))}
+        handle, definition = _raw_ruleset(conds)
+        try:
+            bound = D.alpha_stack_bound([r["all"][0]["m"] for r in definition.values()], 1)
+            if bound > D.MAX_ALPHA_STACK:
+                continue
+            checked += 1
+            for _ in range(30):
+                facts = {f: rng.randint(-1, 10) for f in fields}
+                assert not _refuses(handle, facts), (bound, conds, facts)
+        finally:
+            D._dre.delete_ruleset(handle)
+    assert checked >= 20
+
+
+def test_many_rules_firing_on_one_fact_are_split_over_engine_stages(prepared):
+    """70 guardrails `a > i` (the audit's ruleset) answered 303 for every a ≥ 64."""
+    facts = {"account_id": {"type": "string", "required": True}, "a": {"type": "number"}}
+    rs = prepared({f"g{i}": f"a > {i}" for i in range(70)}, facts)
+    assert len(rs._engine.stages[1]) == 2
+    for a in (0, 1, 62, 63, 64, 65, 69, 70, 1000):
+        v = rs.evaluate({"account_id": "A", "a": a})
+        fired = {t["rule"] for t in v["trace"] if t["outcome"] == "fired"}
+        assert fired == {f"g{i}" for i in range(70) if a > i}, a
+
+
+def test_exclusive_conditions_on_one_field_share_a_stage(prepared):
+    """`k == v` for 70 values can match one at a time: no split is needed."""
+    values = [f"v{i}" for i in range(70)]
+    facts = {
+        "account_id": {"type": "string", "required": True},
+        "k": {"type": "enum", "values": values},
+    }
+    rs = prepared({f"g{i}": f"k == '{v}'" for i, v in enumerate(values)}, facts)
+    assert rs._engine.stages == {1: [1]}
+    v = rs.evaluate({"account_id": "A", "k": "v69"})
+    assert [t["rule"] for t in v["trace"] if t["outcome"] == "fired"] == ["g69"]
+
+
+def test_a_condition_too_wide_for_the_engine_is_located_at_its_rule(monkeypatch):
+    from engine import compile as C
+
+    monkeypatch.setattr(C, "MAX_ALPHA_STACK", 3)
+    text = ruleset_text({"fine": "n > 1", "wide": "n > 1 or m > 1 or b or k == 'x'"})
+    with pytest.raises(engine.RulesetError) as info:
+        engine.prepare("wide.yaml", text)
+    assert [d.code for d in info.value.diagnostics] == ["ruleset.too_wide"]

@@ -423,3 +423,43 @@ def test_load_rulesets_of_an_undecodable_file(tmp_path):
     with pytest.raises(RulesetError) as info:
         engine.load_rulesets(tmp_path)
     assert [d.code for d in info.value.diagnostics] == ["ruleset.unreadable"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code", "line", "col"),
+    [
+        # never decidable: a division by a literal or param zero
+        (WHEN_SPEND, "    when: annual_spend > 1 / 0", "expr.division_by_zero", 27, 26),
+        (
+            WHEN_SPEND,
+            "    when: annual_spend / (min_spend - 1000) > 1",
+            "expr.division_by_zero",
+            27,
+            11,
+        ),
+        # a threshold finer than derived values are rounded to
+        (
+            "    when: lifetime > 10 * min_spend",
+            "    when: lifetime > 0.0000001",
+            "expr.precision",
+            32,
+            11,
+        ),
+    ],
+)
+def test_conditions_that_cannot_mean_what_they_say_are_warned_about(old, new, code, line, col):
+    rs = engine.prepare("b.yaml", broken(old, new))
+    try:
+        found = [(d.code, d.line, d.col) for d in rs.warnings if d.code.startswith("expr.")]
+        assert found == [(code, line, col)]
+    finally:
+        rs.close()
+
+
+def test_a_fine_threshold_on_an_input_fact_is_not_warned_about():
+    # input facts are compared exactly, so a threshold finer than 6 decimals means what it says
+    rs = engine.prepare("b.yaml", broken(WHEN_SPEND, "    when: annual_spend > 0.0000001"))
+    try:
+        assert [d for d in rs.warnings if d.code.startswith("expr.")] == []
+    finally:
+        rs.close()

@@ -15,10 +15,11 @@ WORKDIR /src
 # Dependencies first, so code changes do not rebuild them.
 # README.md too: pyproject.toml names it as the package readme
 COPY pyproject.toml README.md ./
-RUN mkdir -p engine api && touch engine/__init__.py api/__init__.py \
+RUN mkdir -p engine api cli && touch engine/__init__.py api/__init__.py cli/__init__.py \
  && pip install . && pip uninstall -y kaq
 COPY engine ./engine
 COPY api ./api
+COPY cli ./cli
 RUN pip install --no-deps .
 
 # --- runtime: the venv, the rulesets, an unprivileged user ------------------------

@@ -23,21 +23,21 @@ run: $(STAMP)
 	$(BIN)/kaq serve --host 127.0.0.1 --port 8000 --rulesets rulesets
 
 test: $(STAMP)
-	$(BIN)/ruff check engine api tests benchmarks
-	$(BIN)/ruff format --check engine api tests benchmarks
-	$(BIN)/mypy engine api
+	$(BIN)/ruff check engine api cli tests benchmarks
+	$(BIN)/ruff format --check engine api cli tests benchmarks
+	$(BIN)/mypy engine api cli
 	$(BIN)/kaq check rulesets
 	$(BIN)/kaq fmt --check rulesets
 	$(BIN)/kaq test rulesets --coverage-min 100
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine api tests benchmarks
-	$(BIN)/ruff format --check engine api tests benchmarks
-	$(BIN)/mypy engine api
+	$(BIN)/ruff check engine api cli tests benchmarks
+	$(BIN)/ruff format --check engine api cli tests benchmarks
+	$(BIN)/mypy engine api cli
 
 fmt: $(STAMP)
-	$(BIN)/ruff format engine api tests benchmarks
+	$(BIN)/ruff format engine api cli tests benchmarks
 	$(BIN)/kaq fmt rulesets
 
 bench: $(STAMP)

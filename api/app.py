@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from engine.loader import bind_rulesets, compile_rulesets, read_sources
+        from engine.runtime.loader import bind_rulesets, compile_rulesets, read_sources
 
         s = settings or get_settings()
         folder = s.rulesets

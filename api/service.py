@@ -154,7 +154,7 @@ class Service:
 
     async def portfolio(self, ruleset: str, accounts: list[Any], portfolio: Any) -> dict[str, Any]:
         """The portfolio view (policy §7), every account's verdict logged."""
-        from engine.portfolio import evaluate_portfolio
+        from engine.runtime.portfolio import evaluate_portfolio
 
         with self.registry.acquire() as snap:
             rs = snap.get(ruleset)

@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.corpus import generate_accounts  # noqa: E402
-from engine.impact import analyze, default_jobs, read_side  # noqa: E402
+from engine.tools.corpus import generate_accounts  # noqa: E402
+from engine.tools.impact import analyze, default_jobs, read_side  # noqa: E402
 
 
 def _raise_threshold(text: str, old: int, new: int) -> str:

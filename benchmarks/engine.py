@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine import load_ruleset  # noqa: E402
-from engine._durable import encode_fact  # noqa: E402
-from engine.prepared import _run  # noqa: E402
+from engine.runtime._durable import encode_fact  # noqa: E402
+from engine.runtime.prepared import _run  # noqa: E402
 
 
 def _stage_facts(rs: Any, facts: dict[str, Any]) -> list[str]:

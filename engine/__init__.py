@@ -6,7 +6,7 @@
 'insufficient_data'
 """
 
-from .errors import (
+from engine.errors import (
     Diagnostic,
     EngineError,
     EvaluationError,
@@ -15,8 +15,8 @@ from .errors import (
     KaqError,
     RulesetError,
 )
-from .loader import load_rulesets, load_rulesets_from_sources, ruleset_files
-from .prepared import PreparedRuleset, load_ruleset, prepare
+from engine.runtime.loader import load_rulesets, load_rulesets_from_sources, ruleset_files
+from engine.runtime.prepared import PreparedRuleset, load_ruleset, prepare
 
 __all__ = [
     "Diagnostic",

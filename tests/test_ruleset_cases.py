@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from engine.casetest import PASSED, CaseFile, discover, format_result, load_case_file, run_case
+from engine.tools.casetest import (
+    PASSED,
+    CaseFile,
+    discover,
+    format_result,
+    load_case_file,
+    run_case,
+)
 
 RULESETS = Path(__file__).resolve().parents[1] / "rulesets"
 

@@ -219,7 +219,7 @@ async def test_an_engine_failure_on_valid_facts_is_a_logged_500_not_the_callers_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """durable_rules refusing a valid fact was answered 422 "evaluation failed"."""
-    from engine import _durable
+    from engine.runtime import _durable
 
     def refuse(handle: object, text: str) -> object:
         raise _durable._dre.error("Could not assert fact, error code: 303")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import KEY_FACTS, Running
 
-from engine.portfolio import portfolio_counts, portfolio_metrics
+from engine.runtime.portfolio import portfolio_counts, portfolio_metrics
 
 
 def acc(i, spend=None, margin=None):

@@ -172,7 +172,7 @@ async def test_reload_compiles_off_the_engine_thread_so_evaluations_go_on(
     """
     import time
 
-    import engine.loader as loader
+    import engine.runtime.loader as loader
 
     real = loader.compile_source
     compiling = asyncio.Event()

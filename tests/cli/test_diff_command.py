@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli import app
 from engine import load_rulesets
-from engine.cli import app
-from engine.corpus import generate_accounts, write_jsonl
+from engine.tools.corpus import generate_accounts, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 RULESETS = ROOT / "rulesets"

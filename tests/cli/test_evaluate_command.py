@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
+from cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 MINI = ROOT / "tests" / "fixtures" / "rulesets" / "mini.yaml"
@@ -191,7 +191,7 @@ def test_csv_with_an_unknown_column_is_rejected_whole_with_a_hint(rulesets, tmp_
 def test_an_engine_failure_is_an_internal_error_not_a_rejected_record(
     rulesets, tmp_path, monkeypatch
 ):
-    from engine import _durable
+    from engine.runtime import _durable
 
     def refuse(handle, text):
         raise _durable._dre.error("Could not assert fact, error code: 303")

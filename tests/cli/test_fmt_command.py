@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from engine.cli import app
+from cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
+from cli import app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "casetest"
 TINY = FIXTURES / "tiny"

@@ -1,4 +1,4 @@
-"""Unit tests of engine.casetest: loading with locations, comparing, running against fakes."""
+"""Unit tests of engine.tools.casetest: loading with locations, comparing, running against fakes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.casetest import (
+from engine.errors import EvaluationError, FactsError
+from engine.tools.casetest import (
     ERROR,
     FAILED,
     PASSED,
@@ -22,7 +23,6 @@ from engine.casetest import (
     run_case,
     run_case_file,
 )
-from engine.errors import EvaluationError, FactsError
 
 FILE = Path("demo.tests.yaml")
 

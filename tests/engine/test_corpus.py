@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine import load_rulesets
-from engine.corpus import MISSING_RATES, generate_accounts, iter_accounts, write_jsonl
+from engine.tools.corpus import MISSING_RATES, generate_accounts, iter_accounts, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 3000

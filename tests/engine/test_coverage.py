@@ -1,11 +1,11 @@
-"""Unit tests of engine.coverage on hand-built traces, and once on the tiny fixture ruleset."""
+"""Unit tests of engine.tools.coverage on hand-built traces, and on the tiny fixture ruleset."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from engine.coverage import COVERED, PARTIAL, UNCOVERED, measure, percent
+from engine.tools.coverage import COVERED, PARTIAL, UNCOVERED, measure, percent
 
 RULES = [("qualify.big", "criterion"), ("segment.loyal", "segment"), ("guard.thin", "guardrail")]
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "casetest" / "tiny"
@@ -90,8 +90,8 @@ def test_percent_rounds_to_one_decimal():
 
 def test_coverage_of_the_tiny_fixture_with_the_real_engine():
     from engine import load_rulesets
-    from engine.casetest import discover, load_case_file, run_suite
-    from engine.coverage import rule_list
+    from engine.tools.casetest import discover, load_case_file, run_suite
+    from engine.tools.coverage import rule_list
 
     rulesets = load_rulesets(TINY)
     suite = run_suite([load_case_file(p) for p in discover(TINY)], rulesets)

@@ -1,4 +1,4 @@
-"""One regression test per durable_rules trap that engine/_durable.py guards.
+"""One regression test per durable_rules trap that engine/runtime/_durable.py guards.
 
 durable_rules 2.0.28 is a C engine: a broken guard can segfault, hang or exhaust memory, so
 anything that could do that runs in a subprocess with a timeout.
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import engine
-from engine import _durable as D
+from engine.runtime import _durable as D
 
 MINI = Path(__file__).resolve().parents[1] / "fixtures" / "rulesets" / "mini.yaml"
 
@@ -85,7 +85,7 @@ def test_delete_state_after_no_match_does_not_segfault():
     script = """
         import json, sys
         import engine
-        from engine import _durable as D
+        from engine.runtime import _durable as D
         rs = engine.prepare("g.yaml", sys.argv[1])
         for i in range(500):
             v = rs.evaluate({"account_id": f"A{i}", "n": -i})
@@ -128,7 +128,7 @@ def test_a_failed_retraction_deletes_the_state_only_after_a_rule_fired():
     script = """
         import sys
         import engine
-        from engine import _durable as D
+        from engine.runtime import _durable as D
         rs = engine.prepare("g.yaml", sys.argv[1])
         calls = []
         real_assert, real_delete = D._dre.assert_fact, D._dre.delete_state
@@ -164,7 +164,7 @@ def test_a_state_that_cannot_be_emptied_or_deleted_is_abandoned():
     script = """
         import sys
         import engine
-        from engine import _durable as D
+        from engine.runtime import _durable as D
         from engine.errors import EngineError
         rs = engine.prepare("g.yaml", sys.argv[1])
         real_assert, real_retract = D._dre.assert_fact, D._dre.retract_fact
@@ -765,7 +765,7 @@ def test_exclusive_conditions_on_one_field_share_a_stage(prepared):
 
 
 def test_a_condition_too_wide_for_the_engine_is_located_at_its_rule(monkeypatch):
-    from engine import compile as C
+    from engine.lang import compile as C
 
     monkeypatch.setattr(C, "MAX_ALPHA_STACK", 3)
     text = ruleset_text({"fine": "n > 1", "wide": "n > 1 or m > 1 or b or k == 'x'"})

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import expr as E
 from engine import load_ruleset
-from engine.prepared import _run
+from engine.lang import expr as E
+from engine.runtime.prepared import _run
 
 ROOT = Path(__file__).resolve().parents[2]
 RULESETS = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine import expr as E
+from engine.lang import expr as E
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "invalid"
 BASE = (FIXTURES / "base.yaml").read_text(encoding="utf-8")

@@ -8,8 +8,8 @@ import math
 import pytest
 
 import engine
-from engine import facts as F
-from engine.model import FactDecl
+from engine.lang.model import FactDecl
+from engine.runtime import facts as F
 
 DECLS = {
     "account_id": {"type": "string", "required": True, "max_length": 8},

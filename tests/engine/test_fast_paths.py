@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_engine_matches_explanation import RULESETS, _fact_strategy
 
-from engine import expr as E
 from engine import load_ruleset, prepare
-from engine.evaluator import plan_for
-from engine.prepared import _run
-from engine.render import compile_template, render
+from engine.lang import expr as E
+from engine.runtime.evaluator import plan_for
+from engine.runtime.prepared import _run
+from engine.runtime.render import compile_template, render
 
 SETTINGS = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

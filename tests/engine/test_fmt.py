@@ -1,4 +1,4 @@
-"""`engine.fmt`: canonical key order, 2-space indent, comments kept, idempotent."""
+"""`engine.tools.fmt`: canonical key order, 2-space indent, comments kept, idempotent."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.fmt import FmtError, format_file, format_text
+from engine.tools.fmt import FmtError, format_file, format_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""`engine.impact`: static ruleset diff, verdict comparison, sides from folders and git."""
+"""`engine.tools.impact`: static ruleset diff, verdict comparison, sides from folders and git."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from engine import load_rulesets
-from engine.corpus import generate_accounts
-from engine.impact import (
+from engine.tools.corpus import generate_accounts
+from engine.tools.impact import (
     ImpactError,
     analyze,
     compare_verdicts,

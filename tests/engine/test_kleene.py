@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import engine
-from engine import expr as E
+from engine.lang import expr as E
 
 T, F, U = True, False, None
 VALUES = (T, F, U)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import engine
-from engine.cli import app
+from cli import app
 
 BASE = (Path(__file__).resolve().parents[1] / "fixtures" / "invalid" / "base.yaml").read_text(
     encoding="utf-8"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.render import format_value, placeholders, render
+from engine.runtime.render import format_value, placeholders, render
 
 
 @pytest.mark.parametrize(

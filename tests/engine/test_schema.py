@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from engine.schema import ruleset_schema
+from engine.lang.schema import ruleset_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_published_schema_matches_the_model():
     published = json.loads((ROOT / "docs" / "ruleset.schema.json").read_text(encoding="utf-8"))
     assert published == ruleset_schema(), (
-        "run: .venv/bin/python -m engine.schema > docs/ruleset.schema.json"
+        "run: .venv/bin/python -m engine.lang.schema > docs/ruleset.schema.json"
     )
 
 

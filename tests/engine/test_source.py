@@ -11,7 +11,7 @@ import pytest
 
 import engine
 from engine import RulesetError
-from engine.source import MAX_ALIASES, plain, read_yaml
+from engine.lang.source import MAX_ALIASES, plain, read_yaml
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "invalid"
 BASE = (FIXTURES / "base.yaml").read_text(encoding="utf-8")

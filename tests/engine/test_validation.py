@@ -12,7 +12,7 @@ import pytest
 
 import engine
 from engine import RulesetError
-from engine import prepared as prepared_module
+from engine.runtime import prepared as prepared_module
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "invalid"
 BASE = (FIXTURES / "base.yaml").read_text(encoding="utf-8")
@@ -367,7 +367,7 @@ def test_load_rulesets_is_all_or_nothing_and_binds_nothing_when_a_file_fails(tmp
 
 
 def test_bind_rulesets_frees_what_it_bound_when_a_later_one_fails(tmp_path, monkeypatch):
-    from engine import loader
+    from engine.runtime import loader
 
     closed: list[str] = []
     original = prepared_module.PreparedRuleset.close

@@ -21,8 +21,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .errors import FactsError
-from .model import FactDecl
+from engine.errors import FactsError
+from engine.lang.model import FactDecl
 
 # magnitudes beyond this are refused: they cannot be compared exactly (and the C engine
 # clamps integers beyond 64 bits silently)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from engine.casetest import (
+from engine.tools.casetest import (
     ERROR,
     FAILED,
     PASSED,
@@ -34,7 +34,7 @@ from engine.casetest import (
     run_suite,
     show,
 )
-from engine.coverage import RulesetCoverage, measure, rule_list
+from engine.tools.coverage import RulesetCoverage, measure, rule_list
 
 FORMATS = ("text", "json")
 

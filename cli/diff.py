@@ -64,7 +64,7 @@ def diff(
 ) -> None:
     """Impact of a ruleset change: rules changed, qualification moves, guardrails, scores."""
     from engine.errors import RulesetError
-    from engine.impact import (
+    from engine.tools.impact import (
         ImpactError,
         analyze,
         default_jobs,

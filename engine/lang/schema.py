@@ -1,6 +1,6 @@
 """The JSON Schema of the ruleset file format, for editors (`docs/ruleset.schema.json`).
 
-.venv/bin/python -m engine.schema > docs/ruleset.schema.json
+.venv/bin/python -m engine.lang.schema > docs/ruleset.schema.json
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import RulesetDoc
+from engine.lang.model import RulesetDoc
 
 
 def ruleset_schema() -> dict[str, Any]:

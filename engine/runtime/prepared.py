@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import facts as F
-from ._durable import EngineRuleset
-from .compile import OUTCOME_VARS, Compiled, Program, Rule, compile_source
-from .errors import Diagnostic, EngineError, FactsError, RulesetError
-from .evaluator import Run, num, plan_for, points
-from .model import SEVERITY_RANK
-from .render import compile_template, placeholders
+from engine.errors import Diagnostic, EngineError, FactsError, RulesetError
+from engine.lang.compile import OUTCOME_VARS, Compiled, Program, Rule, compile_source
+from engine.lang.model import SEVERITY_RANK
+from engine.runtime import facts as F
+from engine.runtime._durable import EngineRuleset
+from engine.runtime.evaluator import Run, num, plan_for, points
+from engine.runtime.render import compile_template, placeholders
 
 
 class PreparedRuleset:
@@ -121,7 +121,7 @@ class PreparedRuleset:
         self, accounts: list[Mapping[str, Any]], portfolio: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Policy §7: every account's verdict plus portfolio findings and counts."""
-        from .portfolio import evaluate_portfolio
+        from engine.runtime.portfolio import evaluate_portfolio
 
         return evaluate_portfolio(self, accounts, portfolio)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import _commands
+from cli import _commands
 
 app = typer.Typer(
     name="kaq",

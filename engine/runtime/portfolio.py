@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from .errors import FactsError
+from engine.errors import FactsError
 
 #: Inputs a caller may give about the portfolio as a whole (`"portfolio": {...}`).
 PORTFOLIO_INPUTS = ("smb_accounts_dropped_pct",)

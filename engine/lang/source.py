@@ -17,7 +17,7 @@ from ruamel.yaml.scalarstring import (
     SingleQuotedScalarString,
 )
 
-from .errors import Diagnostic
+from engine.errors import Diagnostic
 
 MAX_SOURCE_BYTES = 2_000_000
 MAX_FLOW_DEPTH = 64  # the YAML parser slows quadratically on deep nesting; rulesets need ~3

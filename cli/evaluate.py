@@ -13,9 +13,9 @@ from rich.panel import Panel
 from rich.progress import Progress
 from rich.table import Table
 
-from ..errors import FactsError, InternalError
-from ..reader import count_records, read_records
-from ._common import DEFAULT_RULESETS, err_console, load_or_exit, pick
+from cli._common import DEFAULT_RULESETS, err_console, load_or_exit, pick
+from engine.errors import FactsError, InternalError
+from engine.tools.accounts import count_records, read_records
 
 SEVERITY_STYLE = {"high": "bold red", "warning": "yellow", "info": "cyan"}
 QUAL_STYLE = {

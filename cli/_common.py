@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..errors import RulesetError
-from ..loader import load_rulesets
-from ..prepared import PreparedRuleset
+from engine.errors import RulesetError
+from engine.runtime.loader import load_rulesets
+from engine.runtime.prepared import PreparedRuleset
 
 DEFAULT_RULESETS = Path("rulesets")
 err_console = Console(stderr=True, highlight=False)

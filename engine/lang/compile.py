@@ -15,17 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import expr as E
-from ._durable import (
-    MAX_ALPHA_STACK,
-    MAX_ATOMS,
-    MAX_FIELDS,
-    STAGE_FIELD,
-    alpha_stack_bound,
-    encoder_for,
-)
-from .errors import Diagnostic, RulesetError
-from .model import (
+from engine.errors import Diagnostic, RulesetError
+from engine.lang import expr as E
+from engine.lang.model import (
     NAME_PATTERN,
     SEVERITY_RANK,
     FactDecl,
@@ -34,8 +26,16 @@ from .model import (
     RulesetDoc,
     Text,
 )
-from .render import placeholders
-from .source import Source, plain, read_yaml
+from engine.lang.source import Source, plain, read_yaml
+from engine.runtime._durable import (
+    MAX_ALPHA_STACK,
+    MAX_ATOMS,
+    MAX_FIELDS,
+    STAGE_FIELD,
+    alpha_stack_bound,
+    encoder_for,
+)
+from engine.runtime.render import placeholders
 
 OUTCOME_VARS: dict[str, str] = {
     "score": "number",
@@ -219,7 +219,7 @@ class Program:
     rules_by_level: dict[int, list[Rule]] = field(default_factory=dict)
     rules_of_kind: dict[str, list[Rule]] = field(default_factory=dict)
     step_levels: set[int] = field(default_factory=set)
-    plan: Any = None  # engine.evaluator.Plan, built on first evaluation
+    plan: Any = None  # engine.runtime.evaluator.Plan, built on first evaluation
 
 
 @dataclass
@@ -360,7 +360,7 @@ def _yaml_kind(v: Any) -> str:
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    from .model import DecisionStep, DerivedDecl, Escalation, PortfolioDecl
+    from engine.lang.model import DecisionStep, DerivedDecl, Escalation, PortfolioDecl
 
     depth_models: list[Any] = []
     if len(loc) == 1:

@@ -20,7 +20,7 @@ def generate(
     ] = None,
 ) -> None:
     """Generate realistic synthetic accounts with the facts of the key-account policy."""
-    from engine.corpus import iter_accounts, write_jsonl
+    from engine.tools.corpus import iter_accounts, write_jsonl
 
     if out is None:
         write_jsonl(iter_accounts(n, seed), sys.stdout)

@@ -10,7 +10,7 @@ written.
 
 Example::
 
-    from engine.corpus import generate_accounts, write_jsonl
+    from engine.tools.corpus import generate_accounts, write_jsonl
     accounts = generate_accounts(2000, seed=42)
 """
 

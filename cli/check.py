@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from ..errors import Diagnostic, RulesetError
-from ..loader import load_rulesets, load_rulesets_from_sources
-from ._common import DEFAULT_RULESETS, print_diagnostics
+from cli._common import DEFAULT_RULESETS, print_diagnostics
+from engine.errors import Diagnostic, RulesetError
+from engine.runtime.loader import load_rulesets, load_rulesets_from_sources
 
 
 def _load(path: Path):

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compile import Compiled, compile_source
-from .errors import Diagnostic, RulesetError
-from .prepared import PreparedRuleset, bind
+from engine.errors import Diagnostic, RulesetError
+from engine.lang.compile import Compiled, compile_source
+from engine.runtime.prepared import PreparedRuleset, bind
 
 TESTS_SUFFIX = ".tests.yaml"
 

@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import expr as E
-from ._durable import MAX_MAGNITUDE, EngineRuleset
-from .compile import Program, Rule, Slot
-from .errors import EngineError, EvaluationError
-from .model import SEVERITY_RANK
+from engine.errors import EngineError, EvaluationError
+from engine.lang import expr as E
+from engine.lang.compile import Program, Rule, Slot
+from engine.lang.model import SEVERITY_RANK
+from engine.runtime._durable import MAX_MAGNITUDE, EngineRuleset
 
 _Encoder = Callable[[Mapping[str, Any]], list[str]]
 

@@ -9,7 +9,7 @@ rules and decision steps means something. Formatting twice changes nothing.
 
 Example::
 
-    from engine.fmt import format_text
+    from engine.tools.fmt import format_text
     canonical = format_text(Path("rulesets/key-account.yaml").read_text())
 """
 

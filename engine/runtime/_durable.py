@@ -60,7 +60,7 @@ from typing import Any
 
 import durable_rules_engine as _dre
 
-from .errors import EngineError
+from engine.errors import EngineError
 
 STAGE_FIELD = "kaq_stage"
 CATCH_ALL = "c"

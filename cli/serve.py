@@ -58,9 +58,9 @@ def _preflight(settings: Any) -> None:
 
     Without this, uvicorn would print a traceback per worker (and keep restarting them).
     """
-    from ..errors import RulesetError
-    from ..loader import load_rulesets
-    from ._common import print_diagnostics
+    from cli._common import print_diagnostics
+    from engine.errors import RulesetError
+    from engine.runtime.loader import load_rulesets
 
     try:
         for rs in load_rulesets(settings.rulesets).values():

@@ -19,7 +19,7 @@ def fmt(
     ] = False,
 ) -> None:
     """Format rulesets canonically (key order, 2-space indent); comments are kept."""
-    from engine.fmt import FmtError, find_yaml_files, format_file
+    from engine.tools.fmt import FmtError, find_yaml_files, format_file
 
     targets = paths or [Path("rulesets")]
     missing = [p for p in targets if not p.exists()]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .facts import coerce_text
-from .prepared import PreparedRuleset
+from engine.runtime.facts import coerce_text
+from engine.runtime.prepared import PreparedRuleset
 
 
 @dataclass

@@ -21,7 +21,7 @@ MAX_NODES = 200
 MAX_DEPTH = 24
 MAX_AT_LEAST_TERMS = 6
 ROUND_DIGITS = 6
-MAX_CONSTANT = 1e15  # the engine compares exactly up to here (see engine/_durable.py)
+MAX_CONSTANT = 1e15  # the engine compares exactly up to here (see engine/runtime/_durable.py)
 
 FUNCTIONS = ("abs", "at_least", "count", "known", "len", "max", "min")
 KEYWORDS = ("true", "false", "and", "or", "not", "in")

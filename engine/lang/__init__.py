@@ -1,0 +1,1 @@
+"""The ruleset language and its compiler: model, YAML source, expressions, stages."""

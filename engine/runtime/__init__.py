@@ -1,0 +1,1 @@
+"""The runtime: the durable_rules seam, facts, decide, explain, texts, loading."""

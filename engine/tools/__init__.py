@@ -1,0 +1,1 @@
+"""Policy tools: case tests, coverage, formatting, corpora, impact analysis."""

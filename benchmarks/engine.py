@@ -31,42 +31,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine import load_ruleset  # noqa: E402
-from engine.runtime._durable import encode_fact  # noqa: E402
-from engine.runtime.prepared import _run  # noqa: E402
+
+SID = "bench"
 
 
 def _stage_facts(rs: Any, facts: dict[str, Any]) -> list[str]:
-    """The exact fact texts the evaluator asserts for one account, per stage."""
-    run = _run(rs._prog, rs._engine, facts)
-    env = run.env
+    """The exact fact texts the evaluator asserts for one account, per engine stage."""
+    env = rs.decide_valid(facts).env
     texts = []
-    for level in rs._prog.levels:
-        fields = {"kaq_stage": level}
-        for slot in rs._prog.level_fields.get(level, ()):
-            v = slot.fn(env)
-            if v is not None:
-                fields[slot.field] = v
-        texts.append(fields)
+    for level, encode, *_ in rs.plan.levels:
+        parts = encode(env)
+        for stage in rs.engine.stages[level]:
+            body = ",".join([f'"kaq_stage":{stage}', *parts])
+            texts.append(f'{{"sid":"{SID}","id":"s{len(texts)}",{body}}}')
     return texts
 
 
-def bare_floor(rs: Any, staged: list[list[dict[str, Any]]]) -> float:
-    sid = "bench"
-    prepared = []
-    for stages in staged:
-        texts = []
-        for i, fields in enumerate(stages):
-            texts.append(encode_fact({"sid": sid, "id": f"s{i}", **fields}))
-        prepared.append(texts)
+def bare_floor(rs: Any, staged: list[list[str]]) -> float:
     t0 = time.process_time()
-    rs._engine.drive_bare(sid, prepared)
+    rs.engine.drive_bare(SID, staged)
     elapsed = time.process_time() - t0
-    return len(prepared) / elapsed
+    return len(staged) / elapsed
 
 
 def full(rs: Any, accounts: list[dict[str, Any]], warm: bool = False) -> float:
     if not warm:
-        rs._rendered.clear()  # messages rendered afresh, as for accounts never seen before
+        rs.texts.clear()  # messages rendered afresh, as for accounts never seen before
     t0 = time.process_time()
     for facts in accounts:
         rs.evaluate_valid(facts)
@@ -75,10 +65,10 @@ def full(rs: Any, accounts: list[dict[str, Any]], warm: bool = False) -> float:
 
 def run_only(rs: Any, accounts: list[dict[str, Any]]) -> float:
     """The evaluation without verdict assembly: engine, explanation check, outcomes."""
-    prog, eng = rs._prog, rs._engine
+    decide = rs.decide_valid
     t0 = time.process_time()
     for facts in accounts:
-        _run(prog, eng, facts)
+        decide(facts)
     return len(accounts) / (time.process_time() - t0)
 
 
@@ -91,7 +81,7 @@ def no_texts(rs: Any, accounts: list[dict[str, Any]]) -> float:
 
 
 def plain_python(rs: Any, accounts: list[dict[str, Any]]) -> float:
-    prog = rs._prog
+    prog = rs.program
     t0 = time.process_time()
     for facts in accounts:
         env = dict(facts)
@@ -127,7 +117,7 @@ def main() -> None:
         accounts += accounts
     accounts = accounts[: args.n]
     staged = [_stage_facts(rs, a) for a in accounts]
-    engine_rules = len(rs._prog.engine_rules)
+    engine_rules = rs.engine_rule_count
     fired = sum(
         1 for a in accounts[:200] for t in rs.evaluate_valid(a)["trace"] if t["outcome"] == "fired"
     ) / min(200, len(accounts))
@@ -148,7 +138,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in results.items()}
     print(
         f"ruleset {rs.name} {rs.version}: {len(rs.rules)} rules -> {engine_rules} engine rules "
-        f"in {len(rs._prog.levels)} stages; {fired:.1f} rules fire per account on average"
+        f"in {rs.level_count} stages; {fired:.1f} rules fire per account on average"
     )
     print(
         f"accounts: {len(accounts)} from {Path(args.corpus).name}; median of {args.repeat} runs, "
@@ -164,7 +154,7 @@ def main() -> None:
     line("bare engine floor", "bare")
     line("plain Python conditions", "python")
     if args.split:
-        line("evaluation only (no verdict)", "run")
+        line("decide only (no verdict)", "run")
         line("verdict without texts", "notexts")
         run_us, notexts_us, full_us = (1e6 / med[k] for k in ("run", "notexts", "full"))
         print(

@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
                     )
                 sys.stdout.write(
                     f"ok  {rs.path}  {rs.name} {rs.version}: {len(rs.rules)} rules, "
-                    f"{len(rs._prog.facts)} facts, {len(rs._prog.params)} params, "
-                    f"{len(rs._prog.engine_rules)} engine rules in {len(rs._prog.levels)} "
+                    f"{len(rs.fact_decls)} facts, {len(rs.program.params)} params, "
+                    f"{rs.engine_rule_count} engine rules in {rs.level_count} "
                     f"stages  {rs.digest[:19]}\n"
                 )
                 rs.close()

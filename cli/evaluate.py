@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
         else:
             out = Console(highlight=False)
             for v in verdicts:
-                out.print(_panel(v, lang, rs._c.labels))
+                out.print(_panel(v, lang, rs.labels))
         for where, err in bad:
             sys.stderr.write(f"{where}: {err}\n")  # one line each, never wrapped
         if bad:
@@ -111,7 +112,7 @@ def _evaluate_all(file: Path, rs: Any):
                 raise typer.Exit(1) from None
 
 
-def _label(labels: dict[str, Any], kind: str, value: Any, lang: str) -> str:
+def _label(labels: Mapping[str, Any], kind: str, value: Any, lang: str) -> str:
     """The ruleset's label for a vocabulary value, with the code beside it."""
     if value is None:
         return "未知" if lang == "zh" else "unknown"
@@ -119,7 +120,7 @@ def _label(labels: dict[str, Any], kind: str, value: Any, lang: str) -> str:
     return f"{text} ({value})" if text and text != value else str(value)
 
 
-def _panel(v: dict[str, Any], lang: str, labels: dict[str, Any]) -> Panel:
+def _panel(v: dict[str, Any], lang: str, labels: Mapping[str, Any]) -> Panel:
     q = v["qualification"]
     head = Table.grid(padding=(0, 2))
     head.add_column(no_wrap=True)

@@ -61,13 +61,13 @@ from typing import Any
 import durable_rules_engine as _dre
 
 from engine.errors import EngineError
+from engine.limits import MAX_MAGNITUDE
 
 STAGE_FIELD = "kaq_stage"
 CATCH_ALL = "c"
 FIRST_STAGE = 1  # every evaluation asserts its stage-1 fact first; the catch-all fires on it
 MAX_ATOMS = 480  # below the 512 where create_ruleset loops forever
 MAX_FIELDS = 200  # below the ~254 properties where a fact is refused (error 302)
-MAX_MAGNITUDE = 1e15  # constants and facts; beyond it values are clamped (see encode_value)
 MAX_KEPT_STATES = 256  # threads alive at once that keep an empty state between evaluations
 MAX_SIDS = 500_000  # t0 .. t622381 have distinct FNV-1a hashes; t622382 clashes with t439599
 MAX_ALPHA_STACK = 64  # MAX_STACK_SIZE of durable_rules' events.c (error 303 beyond it)
@@ -79,58 +79,59 @@ _free_sids: list[str] = []  # ids of threads that ended; their states are empty
 
 
 def encode_value(value: Any) -> str:
-    """JSON text for one value the engine will see: no exponents, finite, bounded."""
+    """JSON text for one value the engine will see: no exponents, finite, bounded.
+
+    The one encoder: :func:`encoder_for` only picks its fast path for a static type.
+    """
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise EngineError("non-finite number cannot reach the engine")
-        if abs(value) > MAX_MAGNITUDE:
-            # Every constant a rule compares with is within ±MAX_MAGNITUDE (checked at load),
-            # so clamping further out keeps each comparison's result; the `.0` makes the C
-            # parser read a double instead of clamping a 64-bit integer.
-            return "-100000000000000000.0" if value < 0 else "100000000000000000.0"
-        if isinstance(value, int):
-            return str(value)
-        if value.is_integer():
-            return str(int(value))
-        text = format(Decimal(repr(value)), "f")
-        return text
+        return _number(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     raise EngineError(f"value of type {type(value).__name__} cannot reach the engine")
 
 
-def encode_fact(fields: Mapping[str, Any]) -> str:
-    """A flat fact as JSON, with the same rules as :func:`encode_value` (hot path inlined)."""
-    parts = []
-    for k, v in fields.items():
-        t = type(v)
-        if t is int and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE:
-            parts.append(f'"{k}":{v}')
-        elif t is float and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE and "e" not in (r := repr(v)):
-            parts.append(f'"{k}":{r}')
-        elif t is str and v.isascii() and v.isidentifier():
-            parts.append(f'"{k}":"{v}"')
-        else:
-            parts.append(f'"{k}":{encode_value(v)}')
-    return "{" + ",".join(parts) + "}"
+def _number(value: int | float) -> str:
+    if type(value) is int and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EngineError("non-finite number cannot reach the engine")
+    if abs(value) > MAX_MAGNITUDE:
+        # Every constant a rule compares with is within ±MAX_MAGNITUDE (checked at load),
+        # so clamping further out keeps each comparison's result; the `.0` makes the C
+        # parser read a double instead of clamping a 64-bit integer.
+        return "-100000000000000000.0" if value < 0 else "100000000000000000.0"
+    if isinstance(value, int):
+        return str(value)
+    if value.is_integer():
+        return str(int(value))  # -0.0 and 0.0 both write 0
+    text = repr(value)
+    return format(Decimal(text), "f") if "e" in text else text
 
 
 def encoder_for(kind: str, values: tuple[str, ...] | None = None) -> Callable[[Any], str]:
-    """A fast encoder for values of one static type, with :func:`encode_value`'s rules."""
+    """:func:`encode_value` for values of one static type (bool, number, enum, string).
+
+    Numbers keep a bounded memo of float texts: percentages and shares recur across
+    accounts, and writing a float without an exponent is the slow part.
+    """
     if kind == "bool":
         return lambda v: "1" if v else "0"
     if kind == "number":
+        floats: dict[float, str] = {}
 
         def number(v: Any) -> str:
-            t = type(v)
-            if t is int and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE:
+            if type(v) is int and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE:
                 return str(v)
-            if t is float and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE:
-                r = repr(v)
-                if "e" not in r:
-                    return r
+            if type(v) is float:
+                text = floats.get(v)
+                if text is None:
+                    text = _number(v)
+                    if len(floats) >= 4096:
+                        floats.clear()
+                    floats[v] = text
+                return text
             return encode_value(v)
 
         return number

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import Diagnostic, RulesetError
-from engine.lang.compile import Compiled, compile_source
+from engine.lang.compile import compile_source
+from engine.lang.program import Compiled
 from engine.runtime.prepared import PreparedRuleset, bind
 
 TESTS_SUFFIX = ".tests.yaml"

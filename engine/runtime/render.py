@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
-_FORMATTER = string.Formatter()
+from engine.lang.templates import parsed as _parsed
+
 UNKNOWN = {"en": "unknown", "zh": "未知"}
 CURRENCY_SYMBOL = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "HKD": "HK$"}
 CURRENCY_ZH = {
@@ -18,22 +17,6 @@ CURRENCY_ZH = {
     "JPY": "日元",
     "HKD": "港元",
 }
-
-
-def placeholders(template: str) -> list[tuple[str, str]]:
-    """(name, format_spec) of every placeholder; raises ValueError on a malformed template."""
-    out = []
-    for _literal, field, spec, conversion in _FORMATTER.parse(template):
-        if field is None:
-            continue
-        if conversion:
-            raise ValueError(f"conversion `!{conversion}` is not supported")
-        if not field.isidentifier():
-            raise ValueError(f"placeholder `{{{field}}}` is not a plain name")
-        if spec not in ("", "raw"):
-            raise ValueError(f"format `:{spec}` is not supported (only `:raw`)")
-        out.append((field, spec or ""))
-    return out
 
 
 def _group(n: float, decimals: int) -> str:
@@ -140,11 +123,6 @@ def render(
                 v = table[v][lang]
         out.append(format_value(v, units.get(field), lang, currency))
     return "".join(out)
-
-
-@lru_cache(maxsize=4096)
-def _parsed(template: str) -> tuple[tuple[str, str | None, str], ...]:
-    return tuple((lit, fld, spec or "") for lit, fld, spec, _c in _FORMATTER.parse(template))
 
 
 def compile_template(

@@ -90,7 +90,7 @@ def _jsonl(path: Path) -> Iterator[Record]:
 
 
 def _csv(path: Path, rs: PreparedRuleset) -> Iterator[Record]:
-    decls = rs._c.doc.facts
+    decls = rs.fact_decls
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         unknown = [c for c in (reader.fieldnames or []) if c not in decls]

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from engine import load_ruleset
 from engine.lang import expr as E
-from engine.runtime.prepared import _run
 
 ROOT = Path(__file__).resolve().parents[2]
 RULESETS = [
@@ -29,7 +28,7 @@ RULESETS = [
 def _boundaries(rs: Any) -> list[float]:
     """Every number the rules compare against, and its neighbours."""
     out: set[float] = {0, 1, -1}
-    for r in rs._prog.rules:
+    for r in rs.rules:
         nodes = [r.cond] + ([r.partly] if r.partly is not None else [])
         for node in nodes:
             for n in E.walk(node):
@@ -44,7 +43,7 @@ def _boundaries(rs: Any) -> list[float]:
 def _fact_strategy(rs: Any) -> st.SearchStrategy[dict[str, Any]]:
     bounds = _boundaries(rs)
     fields: dict[str, st.SearchStrategy[Any]] = {}
-    for name, decl in rs._c.doc.facts.items():
+    for name, decl in rs.fact_decls.items():
         lo = decl.min if decl.min is not None else -1e9
         hi = decl.max if decl.max is not None else 1e9
         if decl.type == "string":
@@ -78,7 +77,7 @@ def _fact_strategy(rs: Any) -> st.SearchStrategy[dict[str, Any]]:
 
 def _reference_fired(rs: Any, env: dict[str, Any]) -> set[str]:
     fired = set()
-    for r in rs._prog.rules:
+    for r in rs.rules:
         if E.evaluate(r.cond, env) is True:
             fired.add(r.id)
         elif r.partly is not None and E.evaluate(r.partly, env) is True:
@@ -95,7 +94,7 @@ def test_engine_fired_set_equals_explanation_on_random_facts(path: Path) -> None
     @given(_fact_strategy(rs))
     def check(raw: dict[str, Any]) -> None:
         facts = rs.validate_facts(raw)
-        run = _run(rs._prog, rs._engine, facts)  # raises EngineError on any disagreement
+        run = rs.decide_valid(facts)  # raises EngineError on any disagreement
         engine_fired = {rid for rid, out in run.outcomes.items() if out == "fired"}
         assert engine_fired == _reference_fired(rs, run.env)
         verdict = rs.evaluate_valid(facts)

@@ -20,8 +20,8 @@ from test_engine_matches_explanation import RULESETS, _fact_strategy
 
 from engine import load_ruleset, prepare
 from engine.lang import expr as E
-from engine.runtime.evaluator import plan_for
-from engine.runtime.prepared import _run
+from engine.runtime._durable import encode_value
+from engine.runtime.decide import slot_value
 from engine.runtime.render import compile_template, render
 
 SETTINGS = settings(
@@ -39,13 +39,13 @@ def rs(request: pytest.FixtureRequest) -> Any:
 
 def _with_odd_floats(rs: Any) -> st.SearchStrategy[dict[str, Any]]:
     """Fact sets where some number facts hold floats that print with an exponent."""
-    numbers = [n for n, d in rs._c.doc.facts.items() if d.type == "number"]
+    numbers = [n for n, d in rs.fact_decls.items() if d.type == "number"]
 
     def spoil(facts: dict[str, Any], picks: list[tuple[int, float]]) -> dict[str, Any]:
         out = dict(facts)
         for i, v in picks:
             name = numbers[i % len(numbers)]
-            decl = rs._c.doc.facts[name]
+            decl = rs.fact_decls[name]
             lo = decl.min if decl.min is not None else -1e18
             hi = decl.max if decl.max is not None else 1e18
             if lo <= v <= hi:
@@ -58,11 +58,15 @@ def _with_odd_floats(rs: Any) -> st.SearchStrategy[dict[str, Any]]:
 
 @given(data=st.data())
 @SETTINGS
-def test_stage_encoders_write_what_the_slots_write(rs: Any, data: st.DataObject) -> None:
+def test_stage_encoders_write_what_the_general_encoder_writes(rs: Any, data: st.DataObject) -> None:
     facts = data.draw(_with_odd_floats(rs))
-    env = _run(rs._prog, rs._engine, facts).env
-    for level, encode, *_ in plan_for(rs._prog).levels:
-        reference = {slot.part(env) for slot in rs._prog.level_fields.get(level, [])} - {None}
+    env = rs.decide_valid(facts).env
+    for level, encode, *_ in rs.plan.levels:
+        reference = set()
+        for slot in rs.program.level_fields.get(level, []):
+            v = slot_value(slot)(env)
+            if v is not None:
+                reference.add(f'"{slot.field}":' + encode_value(v))
         parts = encode(env)
         assert sorted(parts) == sorted(reference)
         assert not any("e" in p.split(":", 1)[1] for p in parts if '"' not in p.split(":", 1)[1])
@@ -74,8 +78,8 @@ def test_comparison_records_match_one_by_one_records_and_kleene(
     rs: Any, data: st.DataObject
 ) -> None:
     facts = data.draw(_with_odd_floats(rs))
-    env = _run(rs._prog, rs._engine, facts).env
-    for r in rs._prog.rules:
+    env = rs.decide_valid(facts).env
+    for r in rs.rules:
         if not r.comparisons:
             continue
         together = E.comparisons_closure(r.comparisons)(env)
@@ -89,23 +93,23 @@ def test_comparison_records_match_one_by_one_records_and_kleene(
 @SETTINGS
 def test_memoised_messages_equal_fresh_rendering(rs: Any, data: st.DataObject) -> None:
     facts = data.draw(_with_odd_floats(rs))
-    run = _run(rs._prog, rs._engine, facts)
-    values = {**rs._prog.params, **run.env}
-    c = rs._c
+    run = rs.decide_valid(facts)
+    values = {**rs.program.params, **run.env}
+    c = rs.compiled
 
     def fresh(text: dict[str, str]) -> dict[str, str]:
-        args = (rs._prog.units, rs.currency, c.labels, c.missing)
+        args = (rs.program.units, rs.currency, c.labels, c.missing)
         return {lang: render(text[lang], values, args[0], lang, *args[1:]) for lang in ("en", "zh")}
 
     for _ in range(2):  # a cold memo, then a warm one
-        verdict = rs._verdict(facts, run, True)
+        verdict = rs.explain(run)
         for crit in verdict["criteria"]:
-            rule = next(r for r in rs._prog.rules if r.id == crit["rule"])
+            rule = next(r for r in rs.rules if r.id == crit["rule"])
             text = rule.messages.get(crit["outcome"])
             if text is not None:
                 assert crit["message"] == fresh(text)
         for g in verdict["guardrails"]:
-            rule = next(r for r in rs._prog.rules if r.id == g["rule"])
+            rule = next(r for r in rs.rules if r.id == g["rule"])
             if "fired" in rule.messages:
                 assert g["message"] == fresh(rule.messages["fired"])
             if rule.recommendation:
@@ -203,7 +207,7 @@ def test_a_template_whose_texts_never_repeat_stops_filling_the_memo() -> None:
             g = rs.evaluate({"account_id": f"A{i}", "name": f"客户{i}", "k": "x"})["guardrails"]
             assert g[0]["message"] == {"en": f"客户{i} is an x", "zh": f"客户{i}是x"}
             assert g[0]["recommendation"] == {"en": "kind x", "zh": "类型x"}
-            sizes.append(len(rs._rendered))
+            sizes.append(len(rs.texts.memo))
     finally:
         rs.close()
     # every name is new: the memo held one entry per account during the trial, then no more

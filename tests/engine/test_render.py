@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.runtime.render import format_value, placeholders, render
+from engine.lang.templates import placeholders
+from engine.runtime.render import format_value, render
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,14 @@
-"""The evaluation core: one program run, with the engine deciding and the explanation checking.
+"""Decide: one account's facts into a :class:`Decision`, with the engine deciding.
 
 A :class:`Plan` is built once per compiled program. It flattens what an evaluation walks
 (stage slots by encoding, rules per stage, outcome variables per stage) into tuples, so the
-per-account work is a few tight loops instead of a call per slot and per rule. The meaning
-is the one described in ``docs/engine-api.md``: durable_rules decides which rules fire;
-the Kleene closures must agree (any disagreement raises EngineError) and tell `not_fired`
-from `not_evaluable`.
+per-account work is a few tight loops instead of a call per slot and per rule. durable_rules
+decides which rules fire; the Kleene closures must agree (any disagreement raises
+EngineError) and tell `not_fired` from `not_evaluable`.
+
+A Decision is everything a verdict decides and nothing it only says: no message, no trace,
+no comparison record. Batch views, the decision log, impact analysis and what-if searches
+stop here; `engine.runtime.explain` turns a Decision into the full verdict.
 """
 
 from __future__ import annotations
@@ -16,45 +19,91 @@ from typing import Any
 
 from engine.errors import EngineError, EvaluationError
 from engine.lang import expr as E
-from engine.lang.compile import Program, Rule, Slot
 from engine.lang.model import SEVERITY_RANK
-from engine.runtime._durable import MAX_MAGNITUDE, EngineRuleset
+from engine.lang.program import Program, Rule, Slot
+from engine.runtime._durable import EngineRuleset, encoder_for
 
 _Encoder = Callable[[Mapping[str, Any]], list[str]]
 
 
-@dataclass
-class Run:
-    """What one program evaluation produced (engine-decided, explanation-checked)."""
+@dataclass(frozen=True, slots=True)
+class RulesetRef:
+    """Which ruleset decided: its name, version and the digest of its source."""
 
-    env: dict[str, Any]
+    name: str
+    version: str
+    digest: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "digest": self.digest}
+
+
+@dataclass(slots=True)
+class Decision:
+    """What one evaluation decided (engine-decided, explanation-checked), without texts."""
+
+    ruleset: RulesetRef
+    facts: Mapping[str, Any]  # the validated input facts, as given
+    env: dict[str, Any]  # facts, derived values and outcome variables, as the rules read them
     outcomes: dict[str, str]  # rule id -> fired / not_fired / not_evaluable
-    partly: dict[str, bool]
-    severity: dict[str, str]
-    step: int | None
-    undecided: dict[str, list[int]]  # rule id -> escalations left unknown (fired rules)
     criteria: dict[str, tuple[str, Any]]  # criterion id -> (met / partly_met / ..., points)
+    severities: dict[str, str]  # fired guardrail id -> severity
+    undecided: dict[str, list[int]]  # fired rule id -> escalations left unknown
+    step: int | None  # the decision step taken (0-based)
+    missing_facts: list[str]  # input facts that would decide what is not evaluable
 
+    @property
+    def account_id(self) -> Any:
+        return self.facts.get("account_id")
 
-def plan_for(prog: Program) -> Plan:
-    """The program's plan, built on first use and kept on the program."""
-    plan = prog.plan
-    if plan is None:
-        plan = prog.plan = Plan(prog)
-    return plan
+    @property
+    def qualification(self) -> Any:
+        return self.env.get("qualification")
+
+    @property
+    def score(self) -> Any:
+        return num(self.env.get("score", 0))
+
+    @property
+    def segments(self) -> list[str]:
+        return list(self.env.get("segments", []))
+
+    @property
+    def stage(self) -> Any:
+        return self.env.get("stage")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `decision` view (api.md, Views): plain data, no texts."""
+        outcomes = {
+            rid: (self.criteria[rid][0] if rid in self.criteria else out)
+            for rid, out in self.outcomes.items()
+        }
+        return {
+            "account_id": self.account_id,
+            "ruleset": self.ruleset.to_dict(),
+            "qualification": self.qualification,
+            "score": self.score,
+            "segments": self.segments,
+            "stage": self.stage,
+            "missing_facts": list(self.missing_facts),
+            "outcomes": outcomes,
+            "points": {rid: pts for rid, (_o, pts) in self.criteria.items()},
+            "severities": dict(self.severities),
+        }
 
 
 class Plan:
-    """Per-stage work of one program, precomputed."""
+    """Per-stage work of one program, precomputed; `decide` runs it for one account."""
 
-    def __init__(self, prog: Program):
+    def __init__(self, prog: Program, ruleset: RulesetRef):
         self.prog = prog
+        self.ruleset = ruleset
         self.derived = tuple((d.name, d.fn) for d in prog.derived)
         self.vars0 = self._vars_at(0)
         self.levels = tuple(
             (
                 level,
-                _encoder(prog.level_fields.get(level, [])),
+                stage_encoder(prog.level_fields.get(level, [])),
                 tuple(_rule_plan(r) for r in prog.rules_by_level.get(level, ())),
                 level in prog.step_levels,
                 self._vars_at(level),
@@ -69,13 +118,19 @@ class Plan:
             (r.id, r.decl.segment) for r in prog.rules_of_kind.get("segment", ())
         )
         self.stage_rules = tuple((r.id, r.decl.stage) for r in prog.rules_of_kind.get("stage", ()))
+        # what decides the missing facts of each rule: its input facts, and per escalation
+        self.deps = tuple(
+            (r.id, tuple(r.input_deps), tuple(tuple(d) for d in r.esc_input_deps))
+            for r in prog.rules
+        )
 
     def _vars_at(self, level: int) -> tuple[bool, bool, bool] | None:
         vl = self.prog.var_level
         flags = (vl.get("score") == level, vl.get("segments") == level, vl.get("stage") == level)
         return flags if any(flags) else None
 
-    def run(self, engine: EngineRuleset, facts: Mapping[str, Any]) -> Run:
+    def decide(self, engine: EngineRuleset, facts: Mapping[str, Any]) -> Decision:
+        """Evaluate validated facts; the engine decides what fires, the closures check it."""
         prog = self.prog
         env: dict[str, Any] = dict(facts)
         for name, fn in self.derived:
@@ -95,7 +150,7 @@ class Plan:
             for level, encode, rules, is_step_level, vars_ in self.levels:
                 fired = set(session.assert_level(level, encode(env)))
                 fired_all |= fired
-                for rid, pos_name, cond_fn, ppart, escs in rules:
+                for rid, pos_name, cond_fn, ppart, escs, default_sev in rules:
                     # durable_rules decides what fired; the Kleene explanation must agree,
                     # and tells not_fired (false) from not_evaluable (unknown).
                     pos = pos_name in fired
@@ -122,7 +177,7 @@ class Plan:
                             elif kp is None:
                                 outcome = "not_evaluable"
                     outcomes[rid] = outcome
-                    if escs and outcome == "fired":
+                    if default_sev is not None and outcome == "fired":
                         best = -1
                         for j, (name, fn, sev, rank) in enumerate(escs):
                             hit = name in fired
@@ -136,6 +191,7 @@ class Plan:
                             if hit and rank > best:
                                 best = rank
                                 severity[rid] = sev
+                        severity.setdefault(rid, default_sev)
                 if is_step_level and step_index is None:
                     step_index = self._step(env, fired_all, level)
                 if vars_ is not None:
@@ -143,7 +199,26 @@ class Plan:
         if prog.steps and step_index is None:
             step_index = len(prog.steps) - 1
             env["qualification"] = prog.steps[step_index].qualification
-        return Run(env, outcomes, partly, severity, step_index, undecided, criteria)
+        missing: set[str] = set()
+        for rid, input_deps, esc_deps in self.deps:
+            outcome = outcomes[rid]
+            if outcome == "not_evaluable":
+                missing.update(n for n in input_deps if n not in facts)
+            elif outcome == "fired" and rid in undecided:
+                # an escalation left unknown did not raise the severity: say what would decide it
+                for j in undecided[rid]:
+                    missing.update(n for n in esc_deps[j] if n not in facts)
+        return Decision(
+            self.ruleset,
+            facts,
+            env,
+            outcomes,
+            criteria,
+            severity,
+            undecided,
+            step_index,
+            sorted(missing),
+        )
 
     def _step(self, env: dict[str, Any], fired_all: set[str], level: int) -> int | None:
         """The first decision step the engine fired (or the unconditional one), checked."""
@@ -217,74 +292,86 @@ def _rule_plan(r: Rule) -> tuple[Any, ...]:
         (r.engine[f"esc{j}"], r.esc_fns[j], sev, SEVERITY_RANK[sev])
         for j, (sev, _node) in enumerate(r.escalations)
     )
-    return (r.id, r.engine["pos"], r.cond_fn, ppart, escs)
+    default = (r.decl.severity or "warning") if r.kind == "guardrail" else None
+    return (r.id, r.engine["pos"], r.cond_fn, ppart, escs, default)
 
 
-def _encoder(slots: list[Slot]) -> _Encoder:
+# --------------------------------------------------------------------------- stage facts
+
+
+def slot_value(slot: Slot) -> Callable[[Mapping[str, Any]], Any]:
+    """env -> the value this slot sends to the engine (None: the field is absent).
+
+    A name's float value is compared at comparison precision; a hoisted computation is
+    rounded like a derived value; lists never reach the engine (membership and counts are
+    hoisted into slots of their own).
+    """
+    if slot.name is not None:
+        key = slot.name
+
+        def value(env: Mapping[str, Any]) -> Any:
+            v = env.get(key)
+            return E.rnd(v) if type(v) is float else v  # names are never lists here
+
+        return value
+    if slot.diff is not None:
+        fa, fb = E.closure(slot.diff[0]), E.closure(slot.diff[1])
+
+        def difference(env: Mapping[str, Any]) -> Any:
+            a, b = fa(env), fb(env)
+            return None if a is None or b is None else E.rnd(E.rnd(a) - E.rnd(b))
+
+        return difference
+    assert slot.node is not None
+    f = E.closure(slot.node)
+
+    def computed(env: Mapping[str, Any]) -> Any:
+        v = f(env)
+        if isinstance(v, float):
+            return E.rnd(v)
+        return None if isinstance(v, list) else v
+
+    return computed
+
+
+def _kind(t: E.Type) -> str:
+    if t == E.BOOL:
+        return "bool"
+    if t == E.NUMBER:
+        return "number"
+    return "enum" if t.kind == "string" and t.values else "string"
+
+
+def stage_encoder(slots: list[Slot]) -> _Encoder:
     """env -> the `"field":value` parts of one stage fact, absent values left out.
 
-    Plain names take a fast path by static type; anything unusual (a float, a big number,
-    a value outside an enum) goes through the slot's own encoder, which applies every rule
-    of ``_durable.encode_value``.
+    Each slot's value goes through the engine seam's encoder for its static type
+    (`_durable.encoder_for`); booleans and enums read the env directly, the commonest case.
     """
-    bools: list[tuple[str, str, str]] = []
-    enums: list[tuple[str, dict[Any, str], Any]] = []
-    numbers: list[tuple[str, str, Any]] = []
-    others: list[Any] = []
+    direct: list[tuple[str, str, Callable[[Any], str]]] = []  # (name, prefix, encoder)
+    computed: list[tuple[Callable[[Mapping[str, Any]], Any], str, Callable[[Any], str]]] = []
     for s in slots:
+        kind = _kind(s.type)
+        enc = encoder_for(kind, s.type.values if kind == "enum" else None)
         prefix = f'"{s.field}":'
-        if s.name is None:
-            others.append(s.part)
-        elif s.type == E.BOOL:
-            bools.append((s.name, prefix + "1", prefix + "0"))
-        elif s.type == E.NUMBER:
-            numbers.append((s.name, prefix, s.part))
-        elif s.type.kind == "string" and s.type.values:
-            table = {v: s.part({s.name: v}) for v in s.type.values}
-            enums.append((s.name, table, s.part))
+        if s.name is not None and kind != "number":
+            direct.append((s.name, prefix, enc))
         else:
-            others.append(s.part)
-    b, en, nu, ot = tuple(bools), tuple(enums), tuple(numbers), tuple(others)
-    floats: dict[float, str] = {}  # a float -> its engine text (-0.0 and 0.0 both write 0)
-    lo, hi, digits = -MAX_MAGNITUDE, MAX_MAGNITUDE, E.ROUND_DIGITS
+            computed.append((slot_value(s), prefix, enc))
+    d, c = tuple(direct), tuple(computed)
 
     def encode(env: Mapping[str, Any]) -> list[str]:
         parts: list[str] = []
         add = parts.append
         get = env.get
-        for key, yes, no in b:
+        for key, prefix, enc in d:
             v = get(key)
             if v is not None:
-                add(yes if v else no)
-        for key, table, slow in en:
-            v = get(key)
+                add(prefix + enc(v))
+        for value, prefix, enc in c:
+            v = value(env)
             if v is not None:
-                add(table.get(v) or slow(env))
-        for key, prefix, slow in nu:
-            v = get(key)
-            if v is None:
-                continue
-            t = type(v)
-            if t is int and lo <= v <= hi:
-                add(prefix + str(v))
-            elif t is float and lo <= v <= hi:  # finite and in range: E.rnd, then its text
-                text = floats.get(v)  # percentages and shares recur across accounts
-                if text is None:
-                    r = round(v, digits)
-                    text = str(int(r)) if r.is_integer() else repr(r)
-                    if "e" in text:
-                        add(slow(env))
-                        continue
-                    if len(floats) >= 4096:
-                        floats.clear()
-                    floats[v] = text
-                add(prefix + text)
-            else:
-                add(slow(env))
-        for slow in ot:
-            p = slow(env)
-            if p is not None:
-                add(p)
+                add(prefix + enc(v))
         return parts
 
     return encode

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 

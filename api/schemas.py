@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.lang.model import Severity
+
 Bilingual = dict[str, str]
 
 
@@ -50,7 +52,7 @@ class Criterion(_Open):
 
 class Finding(_Open):
     rule: str
-    severity: Literal["info", "warning", "high"]
+    severity: Severity
     message: Bilingual | None = None
     recommendation: Bilingual | None = None
     facts: dict[str, Any] = {}

@@ -11,3 +11,6 @@ from __future__ import annotations
 
 MAX_MAGNITUDE = 1e15
 ROUND_DIGITS = 6
+
+#: How messages write the limit: "1e15".
+MAX_MAGNITUDE_TEXT = f"{MAX_MAGNITUDE:.0e}".replace("+", "")

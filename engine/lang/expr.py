@@ -16,12 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.hints import suggest
+from engine.limits import MAX_MAGNITUDE, MAX_MAGNITUDE_TEXT, ROUND_DIGITS
+
 MAX_SOURCE_CHARS = 2000
 MAX_NODES = 200
 MAX_DEPTH = 24
 MAX_AT_LEAST_TERMS = 6
-ROUND_DIGITS = 6
-MAX_CONSTANT = 1e15  # the engine compares exactly up to here (see engine/runtime/_durable.py)
 
 FUNCTIONS = ("abs", "at_least", "count", "known", "len", "max", "min")
 KEYWORDS = ("true", "false", "and", "or", "not", "in")
@@ -283,7 +284,7 @@ def _convert(node: ast.AST, text: str, depth: int) -> Node:
                 "expr.unknown_function",
                 f"unknown function `{fname}`",
                 off,
-                hint=_suggest(fname, FUNCTIONS, "allowed: " + ", ".join(FUNCTIONS)),
+                hint=suggest(fname, FUNCTIONS, "allowed: " + ", ".join(FUNCTIONS)),
             )
         if node.keywords:
             raise ExprError("expr.disallowed", "keyword arguments are not allowed", off)
@@ -308,9 +309,9 @@ def _convert(node: ast.AST, text: str, depth: int) -> Node:
         if isinstance(v, int | float):
             if isinstance(v, float) and not math.isfinite(v):
                 raise ExprError("expr.disallowed", "non-finite number", off)
-            if abs(v) > MAX_CONSTANT:
+            if abs(v) > MAX_MAGNITUDE:
                 raise ExprError(
-                    "expr.value_range", f"number {v} is beyond ±{MAX_CONSTANT:.0e}", off
+                    "expr.value_range", f"number {v} is beyond ±{MAX_MAGNITUDE_TEXT}", off
                 )
             return Const(v, offset=off)
         if isinstance(v, str):
@@ -405,17 +406,6 @@ def _num_text(v: Any) -> str:
     return repr(v)
 
 
-def _suggest(name: str, candidates, fallback: str | None = None) -> str | None:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    if close:
-        return f"did you mean `{close[0]}`?"
-    return fallback
-
-
-suggest = _suggest
-
 # --------------------------------------------------------------------------- resolve + type-check
 
 
@@ -464,7 +454,7 @@ def _check(node: Node, symbols: Mapping[str, Symbol]) -> Type:
                 "expr.unknown_name",
                 f"unknown fact or param `{node.name}`",
                 node.offset,
-                hint=_suggest(node.name, symbols.keys()),
+                hint=suggest(node.name, symbols.keys()),
             )
         node.scope = sym.scope
         node.value = sym.value
@@ -511,7 +501,7 @@ def _check(node: Node, symbols: Mapping[str, Symbol]) -> Type:
                             "expr.type",
                             f"`{v}` is not a value of `{unparse(node.item)}`",
                             node.offset,
-                            hint=_suggest(v, it.values, "values: " + ", ".join(it.values)),
+                            hint=suggest(v, it.values, "values: " + ", ".join(it.values)),
                         )
         elif ct.kind == "list":
             if it.kind != "string":
@@ -523,7 +513,7 @@ def _check(node: Node, symbols: Mapping[str, Symbol]) -> Type:
                     "expr.type",
                     f"`{node.item.value}` is not a value of `{unparse(node.container)}`",
                     node.offset,
-                    hint=_suggest(
+                    hint=suggest(
                         str(node.item.value), ct.values, "values: " + ", ".join(ct.values)
                     ),
                 )
@@ -583,7 +573,7 @@ def _check_comparable(node: Cmp, lt: Type, rt: Type) -> None:
                         "expr.type",
                         f"`{a.value}` is not a possible value here",
                         node.offset,
-                        hint=_suggest(str(a.value), b.values, "values: " + ", ".join(b.values)),
+                        hint=suggest(str(a.value), b.values, "values: " + ", ".join(b.values)),
                     )
 
 
@@ -617,7 +607,7 @@ def _check_call(node: Call, symbols: Mapping[str, Symbol]) -> Type:
                     "expr.type",
                     f"`{v}` is not a value of `{unparse(args[0])}`",
                     node.offset,
-                    hint=_suggest(v, allowed, "values: " + ", ".join(allowed)),
+                    hint=suggest(v, allowed, "values: " + ", ".join(allowed)),
                 )
         node.type = NUMBER
     elif f == "known":

@@ -6,13 +6,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.limits import MAX_MAGNITUDE
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 RULESET_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 
 Unit = Literal["money", "percent", "ratio", "years", "count", "points"]
 Severity = Literal["info", "warning", "high"]
-SEVERITY_RANK = {"info": 0, "warning": 1, "high": 2}
+SEVERITIES = ("info", "warning", "high")  # lowest first: the one severity order
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 Kind = Literal["criterion", "segment", "stage", "guardrail"]
 CRITERION_OUTCOMES = ("met", "partly_met", "not_met", "not_evaluable")
 RULE_OUTCOMES = ("fired", "not_fired", "not_evaluable")
@@ -80,8 +83,10 @@ class ParamDecl(_Strict):
     def _finite(cls, v: Any) -> Any:
         if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
             raise ValueError("a param must be a finite number")
-        if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > 1e15:
-            raise ValueError("a param must be between -1e15 and 1e15")
+        if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > MAX_MAGNITUDE:
+            raise ValueError(
+                f"a param must be between -{MAX_MAGNITUDE:.0e} and {MAX_MAGNITUDE:.0e}"
+            )
         return v
 
 

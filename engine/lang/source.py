@@ -141,8 +141,13 @@ class Source:
         return Diagnostic(self.file, line, col, code, message, hint)
 
 
-def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
-    """Parse YAML text; on a syntax error return the located diagnostic."""
+def load_yaml(file: str, text: str, yaml: YAML | None = None) -> tuple[Any, list[Diagnostic]]:
+    """Parse any kaq YAML file (ruleset, test cases) bounded: the round-trip tree, or the
+    located diagnostics that stop it. The one reader: size, nesting and aliases are capped
+    before anything else looks at the tree.
+
+    `yaml` is the round-trip loader to use (`kaq fmt` dumps with its own settings).
+    """
     if len(text.encode("utf-8")) > MAX_SOURCE_BYTES:
         return None, [
             Diagnostic(
@@ -160,8 +165,9 @@ def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
                 f"the YAML nests {depth} levels deep; the limit is {MAX_FLOW_DEPTH}",
             )
         ]
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
+    if yaml is None:
+        yaml = YAML(typ="rt")
+        yaml.preserve_quotes = True
     yaml.allow_duplicate_keys = False
     try:
         doc = yaml.load(text)
@@ -175,13 +181,22 @@ def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
         return None, [Diagnostic(file, line, col, code, problem.strip(), hint)]
     except (YAMLError, ValueError, RecursionError) as exc:
         return None, [Diagnostic(file, 1, 1, "yaml.syntax", str(exc).splitlines()[0])]
+    if isinstance(doc, dict | list):
+        problem = _alias_problem(file, text, doc)
+        if problem is not None:
+            return None, [problem]
+    return doc, []
+
+
+def read_yaml(file: str, text: str) -> tuple[Source | None, list[Diagnostic]]:
+    """Parse a ruleset's YAML text; on any problem, the located diagnostics."""
+    doc, diags = load_yaml(file, text)
+    if diags:
+        return None, diags
     if not isinstance(doc, CommentedMap):
         return None, [
             Diagnostic(file, 1, 1, "yaml.not_a_mapping", "a ruleset file is a YAML mapping")
         ]
-    problem = _alias_problem(file, text, doc)
-    if problem is not None:
-        return None, [problem]
     return Source(file, text, doc), []
 
 
@@ -308,7 +323,7 @@ def plain(node: Any) -> Any:
     """
     if isinstance(node, dict):
         return {str(k): plain(v) for k, v in node.items()}
-    if isinstance(node, list):
+    if isinstance(node, list | tuple):
         return [plain(v) for v in node]
     if isinstance(node, bool | ScalarBoolean):
         return bool(node)

@@ -22,11 +22,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.errors import FactsError
+from engine.hints import closest
 from engine.lang.model import FactDecl
+from engine.limits import MAX_MAGNITUDE  # beyond it values cannot be compared exactly
 
-# magnitudes beyond this are refused: they cannot be compared exactly (and the C engine
-# clamps integers beyond 64 bits silently)
-MAX_MAGNITUDE = 1e15
 DEFAULT_MAX_STRING = 1000
 
 
@@ -146,11 +145,9 @@ def validate(model: type[BaseModel], raw: Any) -> dict[str, Any]:
 def _error(model: type[BaseModel], e: Any) -> dict[str, Any]:
     out = {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
     if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
-        import difflib
-
         name = str(e["loc"][0])
-        close = difflib.get_close_matches(name, list(model.model_fields), n=1, cutoff=0.6)
-        out["msg"] = f"unknown fact `{name}`" + (f"; did you mean `{close[0]}`?" if close else "")
+        close = closest(name, model.model_fields)
+        out["msg"] = f"unknown fact `{name}`" + (f"; did you mean `{close}`?" if close else "")
     return out
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.hints import closest
 from engine.runtime.facts import coerce_text
 from engine.runtime.prepared import PreparedRuleset
 
@@ -95,14 +96,10 @@ def _csv(path: Path, rs: PreparedRuleset) -> Iterator[Record]:
         reader = csv.DictReader(fh)
         unknown = [c for c in (reader.fieldnames or []) if c not in decls]
         if unknown:
-            import difflib
-
             named = []
             for c in unknown:
-                close = difflib.get_close_matches(
-                    c.strip().lower().replace(" ", "_"), list(decls), n=1, cutoff=0.6
-                )
-                named.append(f"`{c}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+                close = closest(c.strip().lower().replace(" ", "_"), decls)
+                named.append(f"`{c}`" + (f" (did you mean `{close}`?)" if close else ""))
             yield Record(
                 f"{path}:1", None, "unknown column(s): " + ", ".join(named), whole_file=True
             )

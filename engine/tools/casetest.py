@@ -56,24 +56,22 @@ Usage::
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from engine.errors import Diagnostic, KaqError
+from engine.hints import suggest
+from engine.lang.model import CRITERION_OUTCOMES, RULE_OUTCOMES, SEVERITIES
+from engine.lang.source import load_yaml, plain
 
 SCORE_TOLERANCE = 1e-6
 CASE_FILE_SUFFIX = ".tests.yaml"
-OUTCOME_KEYS = ("fired", "not_fired", "not_evaluable")
-CRITERION_OUTCOMES = ("met", "partly_met", "not_met", "not_evaluable")
-SEVERITIES = ("info", "warning", "high")
+OUTCOME_KEYS = RULE_OUTCOMES
 FILE_KEYS = ("ruleset", "bases", "cases")
 CASE_KEYS = ("note", "base", "facts", "unset", "want")
 VERDICT_WANT_KEYS = (
@@ -221,27 +219,7 @@ class SuiteResult:
 
 
 def _hint(word: str, choices: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
-
-
-def _plain(value: Any) -> Any:
-    """ruamel's round-trip types as plain JSON-ready Python data."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if type(value).__name__ == "ScalarBoolean":
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
+    return suggest(word, choices)
 
 
 def _type_name(value: Any) -> str:
@@ -315,15 +293,11 @@ def load_case_file(path: Path, text: str | None = None) -> CaseFile:
     except (OSError, UnicodeDecodeError) as exc:
         result.diagnostics.append(top.diagnostic("case.yaml", f"cannot read the file: {exc}"))
         return result
-    try:
-        doc = YAML(typ="rt").load(source)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        loc = reader.at(mark.line, mark.column) if mark is not None else top
-        problem = (
-            getattr(exc, "problem", None) if isinstance(exc, MarkedYAMLError) else None
-        ) or str(exc).splitlines()[0]
-        result.diagnostics.append(loc.diagnostic("case.yaml", f"invalid YAML: {problem}"))
+    doc, problems = load_yaml(file, source)
+    if problems:
+        for d in problems:
+            loc = Location(file, d.line, d.col)
+            result.diagnostics.append(loc.diagnostic("case.yaml", f"invalid YAML: {d.message}"))
         return result
     if not isinstance(doc, Mapping):
         result.diagnostics.append(
@@ -372,7 +346,7 @@ def load_case_file(path: Path, text: str | None = None) -> CaseFile:
             )
             continue
         bases[str(name)] = (
-            {str(k): _plain(v) for k, v in facts.items()},
+            {str(k): plain(v) for k, v in facts.items()},
             {str(k): reader.key(facts, k, loc) for k in facts},
         )
 
@@ -457,7 +431,7 @@ def _load_case(
         )
         raw_facts = {}
     for key, value in raw_facts.items():
-        facts[str(key)] = _plain(value)
+        facts[str(key)] = plain(value)
         case.fact_locs[str(key)] = reader.key(raw_facts, key, case.loc)
     raw_unset = raw.get("unset") or []
     if not isinstance(raw_unset, list) or not all(isinstance(u, str) for u in raw_unset):
@@ -503,7 +477,7 @@ def _load_want(reader: _Reader, case: Case, want: Mapping[str, Any], want_loc: L
     for key in want:
         key_loc = reader.key(want, key, want_loc)
         value_loc = reader.value(want, key, want_loc)
-        value = _plain(want[key])
+        value = plain(want[key])
         if key not in WANT_KEYS:
             diags.append(
                 key_loc.diagnostic(

@@ -23,8 +23,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.tokens import CommentToken
+
+from engine.lang.source import load_yaml
 
 __all__ = ["FmtError", "FmtResult", "find_yaml_files", "format_file", "format_text"]
 
@@ -228,14 +229,9 @@ def detect_kind(doc: Any, filename: str = "") -> str | None:
 
 def _format(text: str, filename: str) -> tuple[str, str | None]:
     yaml = _yaml()
-    try:
-        doc = yaml.load(text)
-    except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
-        raise FmtError(f"{where}: yaml.syntax: {e.problem or e.context}") from e
-    except YAMLError as e:
-        raise FmtError(f"{filename}:1:1: yaml.syntax: {e}") from e
+    doc, problems = load_yaml(filename, text, yaml)
+    if problems:
+        raise FmtError(str(problems[0]))
     kind = detect_kind(doc, filename)
     if kind is None:
         return text, None

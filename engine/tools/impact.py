@@ -37,6 +37,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from engine.lang.source import load_yaml, plain
+
 __all__ = [
     "ImpactError",
     "RulesetSide",
@@ -57,7 +59,6 @@ QUALIFICATION_ORDER = (
     "insufficient_data",
 )
 _INVALID = "invalid"  # pseudo-qualification of an account a side rejects
-_SEVERITY_RANK = {"info": 0, "warning": 1, "high": 2}
 
 
 class ImpactError(Exception):
@@ -153,31 +154,10 @@ def load_corpus(path: Path) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- static diff
 
 
-def _plain(node: Any) -> Any:
-    """ruamel round-trip data as plain Python data (comments and styles dropped)."""
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    for kind in (bool, int, float, str):
-        if isinstance(node, kind):
-            return kind(node)
-    return node if node is None else str(node)
-
-
-def _parse(text: str) -> Any:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True  # so that the YAML diffs show the text as written
-    return yaml.load(text)
-
-
 def _find_ruleset_doc(side: RulesetSide, name: str) -> Any:
-    for text in side.sources.values():
-        try:
-            doc = _parse(text)
-        except Exception:  # noqa: BLE001 - the engine reports YAML errors when it loads
-            continue
-        if isinstance(doc, Mapping) and doc.get("name") == name:
+    for file, text in side.sources.items():
+        doc, problems = load_yaml(file, text)  # keeps quotes: the YAML diffs show the text
+        if not problems and isinstance(doc, Mapping) and doc.get("name") == name:
             return doc
     return None
 
@@ -244,13 +224,13 @@ def _decl_changes(base: Mapping[str, Any], head: Mapping[str, Any], what: str) -
     out = []
     for name in [*base, *(k for k in head if k not in base)]:
         b, h = base.get(name), head.get(name)
-        if _plain(b) == _plain(h):
+        if plain(b) == plain(h):
             continue
         entry: dict[str, Any] = {"name": str(name)}
         entry["change"] = "added" if b is None else "removed" if h is None else "changed"
         if isinstance(b, Mapping) or isinstance(h, Mapping):
-            bv = _plain(b.get("value")) if isinstance(b, Mapping) else None
-            hv = _plain(h.get("value")) if isinstance(h, Mapping) else None
+            bv = plain(b.get("value")) if isinstance(b, Mapping) else None
+            hv = plain(h.get("value")) if isinstance(h, Mapping) else None
             if what == "param":
                 entry["base"], entry["head"] = bv, hv
         section = {"param": "params", "derived": "derived", "fact": "facts"}[what]
@@ -297,7 +277,7 @@ def ruleset_changes(base_doc: Any, head_doc: Any) -> dict[str, Any]:
         base_rule = base_rules.get(rid)
         if base_rule is None:
             continue
-        edited = _plain(base_rule) != _plain(rule)
+        edited = plain(base_rule) != plain(rule)
         reads = sorted(_rule_reads(rule) & changed_names)
         if edited or reads:
             changed.append(
@@ -315,7 +295,7 @@ def ruleset_changes(base_doc: Any, head_doc: Any) -> dict[str, Any]:
     for step in head_steps:
         if isinstance(step, Mapping):
             decision_reads |= _names(step.get("when"))
-    edited = _plain(base_steps) != _plain(head_steps)
+    edited = plain(base_steps) != plain(head_steps)
     decision = {
         "edited": edited,
         "reads_changed": sorted(decision_reads & changed_names),
@@ -330,8 +310,8 @@ def ruleset_changes(base_doc: Any, head_doc: Any) -> dict[str, Any]:
         "facts_changed": facts,
         "decision": decision,
         "param_values": {
-            "base": {str(k): _plain(v.get("value")) for k, v in _param_decls(base_doc).items()},
-            "head": {str(k): _plain(v.get("value")) for k, v in _param_decls(head_doc).items()},
+            "base": {str(k): plain(v.get("value")) for k, v in _param_decls(base_doc).items()},
+            "head": {str(k): plain(v.get("value")) for k, v in _param_decls(head_doc).items()},
         },
     }
 

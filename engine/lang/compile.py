@@ -287,6 +287,8 @@ class _Compiler:
 
     # -- stage "check": expressions and templates type-checked, rules and steps assembled
     def check(self, u: _Unit) -> None:
+        if u.base:
+            self._check_portfolio_measures()
         self._check_derived(u)
         ids: dict[str, int] = {}
         for i, rdecl in enumerate(u.rule_decls):
@@ -306,6 +308,32 @@ class _Compiler:
                 u.rules.append(r)
         self._check_weights(u)
         self._check_steps(u)
+
+    def _check_portfolio_measures(self) -> None:
+        doc = self.doc
+        port = doc.portfolio
+        assert port is not None
+        for key in ("revenue", "margin_pct"):
+            name = getattr(port, key)
+            decl = doc.facts.get(name)
+            if decl is None or decl.type not in ("number", "integer"):
+                self.err(
+                    ("portfolio", key),
+                    "ruleset.portfolio_measure",
+                    f"`{key}: {name}` must name a number fact of the account"
+                    + ("" if decl is None else f" (`{name}` is a {decl.type})"),
+                    suggest(
+                        name, [n for n, d in doc.facts.items() if d.type in ("number", "integer")]
+                    ),
+                )
+        for i, q in enumerate(port.smb):
+            if q not in doc.qualifications:
+                self.err(
+                    ("portfolio", "smb", i),
+                    "ruleset.unknown_qualification",
+                    f"unknown qualification `{q}`",
+                    suggest(q, doc.qualifications, "declare it under `qualifications:`"),
+                )
 
     def _check_derived(self, u: _Unit) -> None:
         for name in self._derived_order(u.derived_nodes, u.symbols):

@@ -168,7 +168,13 @@ class Decision(_Strict):
 
 
 class PortfolioDecl(_Strict):
-    facts: dict[str, FactDecl] = {}
+    """The portfolio view: which account facts measure revenue and margin, which
+    qualifications are the small and mid-size customers, and rules over the metrics."""
+
+    revenue: str  # a number fact: an account's revenue (missing counts as 0)
+    margin_pct: str  # a number fact: the margin in percent (profit = revenue × margin / 100)
+    smb: list[str] = Field(min_length=1)  # qualifications that are SMB customers
+    facts: dict[str, FactDecl] = {}  # the metrics kaq computes, and inputs callers give
     params: dict[str, ParamDecl] = {}
     rules: list[RuleDecl] = []
 

@@ -21,37 +21,43 @@ def v(q="key_account", segments=(), stage=None):
     return {"qualification": q, "segments": list(segments), "stage": stage}
 
 
+MEASURES = {"revenue": "annual_spend", "margin_pct": "gross_margin_pct", "smb": ["not_key_account"]}
+
+
+def metrics(facts, verdicts, **kw):
+    return portfolio_metrics(facts, verdicts, **MEASURES, **kw)
+
+
 def test_top_accounts_share_uses_ceil_and_breaks_ties_by_account_id() -> None:
     # 15 accounts with known profit: ceil(0.2 × 15) = 3 (not 4, as float 0.2 × 15 would give).
     facts = [acc(f"A{i:02}", 100, 10) for i in range(15)]
-    m = portfolio_metrics(facts, [v()] * 15)
+    m = metrics(facts, [v()] * 15)
     assert m["top_count"] == 3
     assert m["top_profit_share_pct"] == pytest.approx(20.0)
     facts = [acc("B", 1000, 10), acc("A", 1000, 10), acc("C", 10, 10)]
-    assert portfolio_metrics(facts, [v()] * 3)["top_count"] == 1
-    assert portfolio_metrics(facts, [v()] * 3)["top_profit_share_pct"] == pytest.approx(
+    assert metrics(facts, [v()] * 3)["top_count"] == 1
+    assert metrics(facts, [v()] * 3)["top_profit_share_pct"] == pytest.approx(
         100 * 100 / 201
     )
 
 
 def test_unknown_profit_is_left_out_and_nonpositive_total_omits_the_share() -> None:
     facts = [acc("A", 100, 50), acc("B", 100), acc("C", None, 10)]
-    m = portfolio_metrics(facts, [v()] * 3)
+    m = metrics(facts, [v()] * 3)
     assert m["known_profit_count"] == 1 and m["top_profit_share_pct"] == 100.0
-    m = portfolio_metrics([acc("A", 100, -5), acc("B", 100, 5)], [v()] * 2)
+    m = metrics([acc("A", 100, -5), acc("B", 100, 5)], [v()] * 2)
     assert m["top_profit_share_pct"] is None
-    assert portfolio_metrics([acc("A", 100)], [v()])["top_profit_share_pct"] is None
+    assert metrics([acc("A", 100)], [v()])["top_profit_share_pct"] is None
 
 
 def test_concentration_and_smb_share() -> None:
     facts = [acc("A", 600), acc("B", 300), acc("C", 100), acc("D")]
     verdicts = [v(), v("not_key_account"), v("insufficient_data"), v("not_key_account")]
-    m = portfolio_metrics(facts, verdicts, smb_accounts_dropped_pct=12)
+    m = metrics(facts, verdicts)
     assert m["max_revenue_share_pct"] == 60.0
     assert m["hhi"] == pytest.approx(60**2 + 30**2 + 10**2)
     assert m["smb_revenue_share_pct"] == 30.0  # insufficient_data is not SMB
-    assert m["smb_accounts_dropped_pct"] == 12
-    zero = portfolio_metrics([acc("A", 0), acc("B")], [v(), v()])
+    zero = metrics([acc("A", 0), acc("B")], [v(), v()])
     assert zero["hhi"] is None and zero["max_revenue_share_pct"] is None
 
 

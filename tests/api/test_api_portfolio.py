@@ -36,9 +36,7 @@ def test_top_accounts_share_uses_ceil_and_breaks_ties_by_account_id() -> None:
     assert m["top_profit_share_pct"] == pytest.approx(20.0)
     facts = [acc("B", 1000, 10), acc("A", 1000, 10), acc("C", 10, 10)]
     assert metrics(facts, [v()] * 3)["top_count"] == 1
-    assert metrics(facts, [v()] * 3)["top_profit_share_pct"] == pytest.approx(
-        100 * 100 / 201
-    )
+    assert metrics(facts, [v()] * 3)["top_profit_share_pct"] == pytest.approx(100 * 100 / 201)
 
 
 def test_unknown_profit_is_left_out_and_nonpositive_total_omits_the_share() -> None:

@@ -12,14 +12,17 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, so code changes do not rebuild them.
-# README.md too: pyproject.toml names it as the package readme
+# Dependencies first, so code changes do not rebuild them: the list is read from
+# pyproject.toml, so it cannot drift. README.md too: pyproject.toml names it as the readme.
 COPY pyproject.toml README.md ./
-RUN mkdir -p engine api cli && touch engine/__init__.py api/__init__.py cli/__init__.py \
- && pip install . && pip uninstall -y kaq
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt
+# Every package pyproject.toml installs, and the default rulesets that ship inside engine/
+# (tests/test_packaging.py checks this list against pyproject.toml).
 COPY engine ./engine
 COPY api ./api
 COPY cli ./cli
+COPY rulesets ./rulesets
 RUN pip install --no-deps .
 
 # --- runtime: the venv, the rulesets, an unprivileged user ------------------------

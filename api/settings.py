@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.runtime.loader import rulesets_folder
+
 MiB = 1024 * 1024
 
 
@@ -16,7 +18,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KAQ_", extra="ignore", frozen=True)
 
-    rulesets: Path = Field(default=Path("rulesets"), description="Folder of the rulesets to serve.")
+    rulesets: Path = Field(
+        default_factory=lambda: rulesets_folder(env={}),
+        description="Folder of the rulesets to serve (default: ./rulesets if it exists, else "
+        "the rulesets shipped with kaq).",
+    )
     db_url: str = Field(
         default="sqlite:///kaq.db",
         description="Decision log: sqlite:///relative.db, sqlite:////abs.db or postgresql://...",

@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 
 from engine.errors import RulesetError
-from engine.runtime.loader import load_rulesets
+from engine.runtime.loader import load_rulesets, rulesets_folder
 from engine.runtime.prepared import PreparedRuleset
 
-DEFAULT_RULESETS = Path("rulesets")
+RULESETS_HELP = "rulesets folder [default: $KAQ_RULESETS, else ./rulesets, else the shipped one]"
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -29,10 +29,10 @@ def print_diagnostics(exc: RulesetError) -> None:
     err_console.print(f"{n} problem{'s' if n != 1 else ''} found", style="bold red")
 
 
-def load_or_exit(directory: Path, exit_code: int = 2) -> dict[str, PreparedRuleset]:
-    """Load a rulesets folder or print every problem and exit."""
+def load_or_exit(directory: Path | None, exit_code: int = 2) -> dict[str, PreparedRuleset]:
+    """Load a rulesets folder (None: the default one) or print every problem and exit."""
     try:
-        return load_rulesets(directory)
+        return load_rulesets(rulesets_folder(directory))
     except RulesetError as exc:
         print_diagnostics(exc)
         raise typer.Exit(exit_code) from None

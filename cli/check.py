@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from cli._common import DEFAULT_RULESETS, print_diagnostics
+from cli._common import print_diagnostics
 from engine.errors import Diagnostic, RulesetError
-from engine.runtime.loader import load_rulesets, load_rulesets_from_sources
+from engine.runtime.loader import load_rulesets, load_rulesets_from_sources, rulesets_folder
 
 
 def _load(path: Path):
@@ -30,12 +30,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def check(
         paths: list[Path] = typer.Argument(
-            None, help="ruleset folders or files [default: rulesets]"
+            None, help="ruleset folders or files [default: $KAQ_RULESETS, else ./rulesets]"
         ),
     ) -> None:
         """Validate rulesets; problems as file:line:col: code: message. Exit 1 on any error."""
         problems: list[Diagnostic] = []
-        for path in paths or [DEFAULT_RULESETS]:
+        for path in paths or [rulesets_folder()]:
             try:
                 loaded = _load(path)
             except RulesetError as exc:

@@ -14,7 +14,7 @@ from rich.panel import Panel
 from rich.progress import Progress
 from rich.table import Table
 
-from cli._common import DEFAULT_RULESETS, err_console, load_or_exit, pick
+from cli._common import RULESETS_HELP, err_console, load_or_exit, pick
 from engine.errors import FactsError, InternalError
 from engine.tools.accounts import count_records, read_records
 
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
     def evaluate(
         file: Path = typer.Argument(..., help="accounts: .json (object or list), .jsonl or .csv"),
         ruleset: str = typer.Option("key-account", "--ruleset", help="ruleset name"),
-        rulesets: Path = typer.Option(DEFAULT_RULESETS, "--rulesets", help="rulesets folder"),
+        rulesets: Path = typer.Option(None, "--rulesets", help=RULESETS_HELP, show_default=False),
         fmt: str = typer.Option("table", "--format", help="table or json"),
         lang: str = typer.Option("en", "--lang", help="message language for tables: en or zh"),
     ) -> None:

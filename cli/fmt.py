@@ -19,9 +19,10 @@ def fmt(
     ] = False,
 ) -> None:
     """Format rulesets canonically (key order, 2-space indent); comments are kept."""
+    from engine.runtime.loader import rulesets_folder
     from engine.tools.fmt import FmtError, find_yaml_files, format_file
 
-    targets = paths or [Path("rulesets")]
+    targets = paths or [rulesets_folder()]
     missing = [p for p in targets if not p.exists()]
     if missing:
         for p in missing:

@@ -46,14 +46,15 @@ def register(app: typer.Typer) -> None:
 
 def test_command(
     directory: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            help="Folder of rulesets (NAME.yaml) and their test cases (NAME.tests.yaml).",
-            exists=True,
+            help="Folder of rulesets (NAME.yaml) and their test cases (NAME.tests.yaml) "
+            "[default: $KAQ_RULESETS, else ./rulesets, else the shipped one].",
             file_okay=False,
             dir_okay=True,
+            show_default=False,
         ),
-    ] = Path("rulesets"),
+    ] = None,
     coverage_min: Annotated[
         float | None,
         typer.Option(
@@ -80,7 +81,9 @@ def test_command(
 
     # Imported here so `kaq --help` does not compile anything.
     from engine import RulesetError, load_rulesets
+    from engine.runtime.loader import rulesets_folder
 
+    directory = rulesets_folder(directory)
     try:
         rulesets = load_rulesets(directory)
     except RulesetError as exc:

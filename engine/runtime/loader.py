@@ -7,6 +7,8 @@ Loading has two steps, so that a server can compile without stopping its engine 
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +41,46 @@ def ruleset_files(directory: Path) -> list[Path]:
     return files
 
 
+def shipped_rulesets() -> Path:
+    """The default rulesets shipped with kaq: inside the installed package, or the checkout's."""
+    try:
+        spec = importlib.util.find_spec("engine.default_rulesets")
+    except ModuleNotFoundError:
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[2] / "rulesets"  # an editable install
+
+
+def rulesets_folder(
+    explicit: Path | str | None = None, env: Mapping[str, str] = os.environ
+) -> Path:
+    """Where the rulesets are: a flag wins over KAQ_RULESETS, then `rulesets/` in the working
+    directory if it exists, else the default rulesets shipped with kaq (api.md, Files)."""
+    if explicit is not None and str(explicit) != "":
+        return Path(explicit)
+    if env.get("KAQ_RULESETS"):
+        return Path(env["KAQ_RULESETS"])
+    here = Path("rulesets")
+    return here if here.is_dir() else shipped_rulesets()
+
+
 def read_sources(directory: Path | str) -> dict[str, str]:
     """The text of every ruleset file of a folder, keyed by path; RulesetError if unreadable."""
     d = Path(directory)
     if not d.is_dir():
-        raise RulesetError([Diagnostic(str(d), 1, 1, "ruleset.no_directory", "not a directory")])
+        raise RulesetError(
+            [
+                Diagnostic(
+                    str(d),
+                    1,
+                    1,
+                    "ruleset.no_directory",
+                    f"rulesets folder `{d}` not found",
+                    "set --rulesets or KAQ_RULESETS",
+                )
+            ]
+        )
     sources = {}
     for p in ruleset_files(d):
         try:

@@ -203,3 +203,48 @@ def test_an_engine_failure_is_an_internal_error_not_a_rejected_record(
     assert result.exit_code == 1
     assert "internal error" in result.stderr and "not of the input" in result.stderr
     assert "rejected" not in result.stderr
+
+
+def _kaq_in(cwd: Path, *args: str, env: dict[str, str] | None = None):
+    import os
+
+    full = {k: v for k, v in os.environ.items() if k != "KAQ_RULESETS"}
+    full.update(env or {})
+    kaq = Path(sys.executable).parent / "kaq"
+    return subprocess.run(
+        [str(kaq), *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_evaluate_works_outside_the_checkout_with_the_shipped_ruleset(tmp_path):
+    shutil.copy(ROOT / "examples" / "state-bank-head-office.json", tmp_path / "a.json")
+    out = _kaq_in(tmp_path, "evaluate", "a.json", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    verdict = json.loads(out.stdout)
+    assert verdict["ruleset"]["name"] == "key-account"
+    assert verdict["qualification"] == "key_account"
+
+
+def test_evaluate_honours_kaq_rulesets(tmp_path):
+    folder = tmp_path / "policy"
+    folder.mkdir()
+    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    old = "  key_account_min_score:\n    value: 70\n"
+    assert old in text
+    (folder / "key-account.yaml").write_text(
+        text.replace(old, "  key_account_min_score:\n    value: 101\n"), encoding="utf-8"
+    )
+    shutil.copy(ROOT / "examples" / "state-bank-head-office.json", tmp_path / "a.json")
+    out = _kaq_in(
+        tmp_path, "evaluate", "a.json", "--format", "json", env={"KAQ_RULESETS": str(folder)}
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["qualification"] == "potential_key_account"  # 100 < 101
+
+
+def test_a_missing_rulesets_folder_says_how_to_name_one(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(GOOD), encoding="utf-8")
+    out = _kaq_in(tmp_path, "evaluate", "a.json", env={"KAQ_RULESETS": str(tmp_path / "nope")})
+    assert out.returncode == 2
+    assert "rulesets folder" in out.stderr and "not found" in out.stderr
+    assert "set --rulesets or KAQ_RULESETS" in out.stderr

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from builders import ruleset_text
+
+import engine
 
 
 @pytest.fixture
@@ -27,3 +31,18 @@ def git() -> Callable[..., str]:
         ).stdout
 
     return run
+
+
+@pytest.fixture
+def prepare_rules() -> Iterator[Callable[..., engine.PreparedRuleset]]:
+    """A factory of prepared rulesets built by `builders.ruleset_doc`, closed afterwards."""
+    made: list[engine.PreparedRuleset] = []
+
+    def make(rules: list[dict[str, Any]], **kw: Any) -> engine.PreparedRuleset:
+        rs = engine.prepare(f"{kw.get('name', 't')}.yaml", ruleset_text(rules, **kw))
+        made.append(rs)
+        return rs
+
+    yield make
+    for rs in made:
+        rs.close()

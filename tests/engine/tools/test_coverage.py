@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+from builders import FIXTURES
 
 from engine.tools.coverage import COVERED, PARTIAL, UNCOVERED, measure, percent
 
 RULES = [("qualify.big", "criterion"), ("segment.loyal", "segment"), ("guard.thin", "guardrail")]
-TINY = Path(__file__).resolve().parents[1] / "fixtures" / "casetest" / "tiny"
+TINY = FIXTURES / "casetest" / "tiny"
 
 
 def entry(rule: str, outcome: str, *comparisons: bool | None) -> dict[str, Any]:

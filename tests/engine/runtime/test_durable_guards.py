@@ -13,16 +13,17 @@ import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
 from typing import Any
 
+import builders
 import pytest
+from builders import FIXTURES, ROOT
 
 import engine
 from engine.runtime import _durable as D
 from engine.runtime.decide import slot_value
 
-MINI = Path(__file__).resolve().parents[1] / "fixtures" / "rulesets" / "mini.yaml"
+MINI = FIXTURES / "rulesets" / "mini.yaml"
 
 FACTS = {
     "account_id": {"type": "string", "required": True},
@@ -35,20 +36,13 @@ FACTS = {
 
 
 def ruleset_text(rules: dict[str, str], facts: dict[str, Any] | None = None, **params: Any) -> str:
-    doc = {
-        "kaq": 1,
-        "name": "guards",
-        "version": "1",
-        "qualifications": {"q": {"en": "q", "zh": "q"}},
-        "facts": facts or FACTS,
-        "params": {k: {"value": v} for k, v in params.items()},
-        "rules": [
-            {"id": rid, "kind": "guardrail", "severity": "info", "when": when}
-            for rid, when in rules.items()
-        ],
-        "decision": {"steps": [{"qualification": "q"}]},
-    }
-    return json.dumps(doc)
+    """Guardrails `{id: when}` over these facts, with these params."""
+    return builders.ruleset_text(
+        builders.guardrails(rules),
+        facts={k: v for k, v in (facts or FACTS).items() if k != "account_id"},
+        name="guards",
+        params={k: {"value": v} for k, v in params.items()},
+    )
 
 
 def outcomes(v: dict[str, Any]) -> dict[str, str]:
@@ -61,7 +55,7 @@ def run_script(script: str, *args: str, timeout: float = 60) -> subprocess.Compl
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
     )
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from builders import FIXTURES
 
 import engine
 from engine import RulesetError
 
-MINI = Path(__file__).resolve().parents[1] / "fixtures" / "rulesets" / "mini.yaml"
+MINI = FIXTURES / "rulesets" / "mini.yaml"
 
 
 def test_a_ruleset_with_other_names_gets_the_same_portfolio_view() -> None:

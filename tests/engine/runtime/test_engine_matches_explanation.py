@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import load_ruleset
 from engine.lang import expr as E
 
-ROOT = Path(__file__).resolve().parents[2]
 RULESETS = [
     ROOT / "rulesets" / "key-account.yaml",
     ROOT / "tests" / "fixtures" / "rulesets" / "mini.yaml",

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from builders import ROOT
 from ruamel.yaml import YAML
 
 from engine import load_rulesets
@@ -19,8 +20,6 @@ from engine.tools.impact import (
     render_text,
     ruleset_changes,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
 
 BASE_YAML = """\
 kaq: 1

@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from builders import FIXTURES, assert_located
 
 import engine
 from engine import RulesetError
 from engine.lang.source import MAX_ALIASES, plain, read_yaml
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "invalid"
+FIXTURES = FIXTURES / "invalid"
 BASE = (FIXTURES / "base.yaml").read_text(encoding="utf-8")
 
 
@@ -89,3 +90,20 @@ def test_a_param_written_as_an_anchored_boolean_works_as_a_condition() -> None:
         assert [g["rule"] for g in v["guardrails"]] == ["guard.kind"]
     finally:
         rs.close()
+
+
+# (code, old line, new text, line, col, hint must contain or None)
+BROKEN_LINES = [
+    ("yaml.syntax", "  good: {en: good, zh: 好}", "  good: {en: good, zh: 好", 7, 7, None),
+    ("yaml.syntax", "kaq: 1", "kaq: 1\n\tname: x", 3, 1, None),
+    ("yaml.duplicate_key", 'version: "1"', 'version: "1"\nname: again', 5, 1, "unique"),
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "old", "new", "line", "col", "hint"),
+    BROKEN_LINES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(BROKEN_LINES)],
+)
+def test_each_yaml_code_is_reported_at_its_line_and_col(code, old, new, line, col, hint):
+    assert_located(code, old, new, line, col, hint)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from builders import ROOT
 from ruamel.yaml import YAML
 
 from engine.lang.schema import ruleset_schema
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_published_schema_matches_the_model():

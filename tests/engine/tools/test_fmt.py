@@ -6,10 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from builders import ROOT
 
 from engine.tools.fmt import FmtError, format_file, format_text
-
-ROOT = Path(__file__).resolve().parents[2]
 
 MESSY = """\
 # a ruleset header comment

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from builders import ROOT
 
 from engine import load_rulesets
 from engine.tools.corpus import MISSING_RATES, generate_accounts, iter_accounts, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[2]
 N = 3000
 
 

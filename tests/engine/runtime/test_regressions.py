@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from builders import FIXTURES
 from typer.testing import CliRunner
 
 import engine
 from cli import app
 
-BASE = (Path(__file__).resolve().parents[1] / "fixtures" / "invalid" / "base.yaml").read_text(
-    encoding="utf-8"
-)
+BASE = (FIXTURES / "invalid" / "base.yaml").read_text(encoding="utf-8")
 WHEN_SPEND = "    when: annual_spend >= min_spend"
 
 

@@ -13,11 +13,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from builders import FIXTURES
 
 import engine
 from engine.lang import expr as E
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "invalid"
+FIXTURES = FIXTURES / "invalid"
 BASE = (FIXTURES / "base.yaml").read_text(encoding="utf-8")
 WHEN_SPEND = "    when: annual_spend >= min_spend"  # line 27, the expression starts at col 11
 

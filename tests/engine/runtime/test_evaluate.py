@@ -4,14 +4,14 @@ and the verdict's shape on the example ruleset (tests/fixtures/rulesets/mini.yam
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import FIXTURES
 
 import engine
 
-MINI = Path(__file__).resolve().parents[1] / "fixtures" / "rulesets" / "mini.yaml"
+MINI = FIXTURES / "rulesets" / "mini.yaml"
 
 FACTS = {
     "account_id": {"type": "string", "required": True},

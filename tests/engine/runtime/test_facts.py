@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from builders import guardrails, ruleset_doc
 
 import engine
 from engine.lang.model import FactDecl
@@ -25,15 +26,8 @@ DECLS = {
 
 @pytest.fixture(scope="module")
 def rs():
-    doc = {
-        "kaq": 1,
-        "name": "facts",
-        "version": "1",
-        "qualifications": {"q": {"en": "q", "zh": "q"}},
-        "facts": {k: dict(v, description={"en": f"the {k}", "zh": k}) for k, v in DECLS.items()},
-        "rules": [{"id": "g", "kind": "guardrail", "severity": "info", "when": "spend > 1"}],
-        "decision": {"steps": [{"qualification": "q"}]},
-    }
+    facts = {k: dict(v, description={"en": f"the {k}", "zh": k}) for k, v in DECLS.items()}
+    doc = ruleset_doc(guardrails({"g": "spend > 1"}), facts=facts, name="facts")
     prepared = engine.prepare("facts.yaml", json.dumps(doc))
     yield prepared
     prepared.close()

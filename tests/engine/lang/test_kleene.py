@@ -4,10 +4,10 @@ closures, and through a whole prepared ruleset (trace outcomes and missing_facts
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Any
 
 import pytest
+from builders import guardrails, ruleset_text
 
 import engine
 from engine.lang import expr as E
@@ -167,25 +167,13 @@ def test_numbers_are_rounded_to_six_decimals_before_comparing(ev):
 
 
 def _ruleset(rules: dict[str, str]) -> engine.PreparedRuleset:
-    doc = {
-        "kaq": 1,
-        "name": "kleene",
-        "version": "1",
-        "qualifications": {"q": {"en": "q", "zh": "q"}},
-        "facts": {
-            "account_id": {"type": "string", "required": True},
-            "b": {"type": "boolean"},
-            "c": {"type": "boolean"},
-            "n": {"type": "number"},
-            "m": {"type": "number"},
-        },
-        "rules": [
-            {"id": rid, "kind": "guardrail", "severity": "info", "when": when}
-            for rid, when in rules.items()
-        ],
-        "decision": {"steps": [{"qualification": "q"}]},
+    facts = {
+        "b": {"type": "boolean"},
+        "c": {"type": "boolean"},
+        "n": {"type": "number"},
+        "m": {"type": "number"},
     }
-    return engine.prepare("kleene.yaml", json.dumps(doc))
+    return engine.prepare("kleene.yaml", ruleset_text(guardrails(rules), facts=facts))
 
 
 OUTCOME = {T: "fired", F: "not_fired", U: "not_evaluable"}

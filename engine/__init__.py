@@ -1,9 +1,10 @@
-"""kaq's engine: load, validate and compile rulesets; evaluate account facts into verdicts.
+"""kaq's engine: load, validate and compile rulesets; decide and explain account facts.
 
 >>> from engine import load_ruleset
 >>> rs = load_ruleset("rulesets/key-account.yaml")      # doctest: +SKIP
->>> rs.evaluate({"account_id": "BOC-HQ"})["qualification"]  # doctest: +SKIP
+>>> rs.decide({"account_id": "BOC-HQ"}).qualification    # doctest: +SKIP
 'insufficient_data'
+>>> rs.evaluate({"account_id": "BOC-HQ"})["summary"]     # doctest: +SKIP  (explain(decide(...)))
 """
 
 from engine.errors import (
@@ -15,10 +16,21 @@ from engine.errors import (
     KaqError,
     RulesetError,
 )
-from engine.runtime.loader import load_rulesets, load_rulesets_from_sources, ruleset_files
+from engine.runtime.decide import Decision, RulesetRef
+from engine.runtime.loader import (
+    bind_rulesets,
+    compile_rulesets,
+    load_rulesets,
+    load_rulesets_from_sources,
+    read_sources,
+    ruleset_files,
+    rulesets_folder,
+    shipped_rulesets,
+)
 from engine.runtime.prepared import PreparedRuleset, load_ruleset, prepare
 
 __all__ = [
+    "Decision",
     "Diagnostic",
     "EngineError",
     "EvaluationError",
@@ -27,9 +39,15 @@ __all__ = [
     "KaqError",
     "PreparedRuleset",
     "RulesetError",
+    "RulesetRef",
+    "bind_rulesets",
+    "compile_rulesets",
     "load_ruleset",
     "load_rulesets",
     "load_rulesets_from_sources",
     "prepare",
+    "read_sources",
     "ruleset_files",
+    "rulesets_folder",
+    "shipped_rulesets",
 ]

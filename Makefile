@@ -29,6 +29,10 @@ STAMP := $(VENV)/.installed
 # redefining it there would only add a warning.
 DURABLE_CPPFLAGS := -DPyEval_CallObject=PyObject_CallObject
 durable_cppflags = $$($(BIN)/python -c 'import sys; print("$(DURABLE_CPPFLAGS)" if sys.version_info >= (3, 13) else "")')
+# Without the flag, a compiler that lets an implicit declaration pass (GCC 12 here) still
+# builds a wheel, and pip caches it; it fails only at import (undefined symbol). The install
+# is checked by importing the seam, and such a wheel is replaced by one built afresh.
+DURABLE_VERSION := from importlib.metadata import version; print(version("durable-rules"))
 
 NO_PYTHON := echo "kaq needs Python 3.11, 3.12 or 3.13; none of [$(PYTHON)] runs one \
 (pyenv installs included)"; exit 1
@@ -44,7 +48,15 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY_EXE) -m venv $(VENV)
 	$(check_venv)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	CPPFLAGS="$(durable_cppflags) $$CPPFLAGS" $(BIN)/python -m pip install --quiet -e '.[dev]'
+	flags="$(durable_cppflags) $$CPPFLAGS"; \
+	CPPFLAGS="$$flags" $(BIN)/python -m pip install --quiet -e '.[dev]' && \
+	if ! $(BIN)/python -c 'import engine._durable' 2>/dev/null; then \
+	  echo "durable_rules does not import: a wheel built without the 3.13 flag, from pip's cache?"; \
+	  echo "rebuilding it without the cache"; \
+	  CPPFLAGS="$$flags" $(BIN)/python -m pip install --quiet --no-cache-dir --force-reinstall \
+	    --no-deps "durable-rules==$$($(BIN)/python -c '$(DURABLE_VERSION)')" && \
+	  $(BIN)/python -c 'import engine._durable'; \
+	fi
 	@touch $(STAMP)
 
 setup: $(STAMP)

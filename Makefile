@@ -48,15 +48,13 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY_EXE) -m venv $(VENV)
 	$(check_venv)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	flags="$(durable_cppflags) $$CPPFLAGS"; \
-	CPPFLAGS="$$flags" $(BIN)/python -m pip install --quiet -e '.[dev]' && \
-	if ! $(BIN)/python -c 'import engine._durable' 2>/dev/null; then \
-	  echo "durable_rules does not import: a wheel built without the 3.13 flag, from pip's cache?"; \
-	  echo "rebuilding it without the cache"; \
-	  CPPFLAGS="$$flags" $(BIN)/python -m pip install --quiet --no-cache-dir --force-reinstall \
-	    --no-deps "durable-rules==$$($(BIN)/python -c '$(DURABLE_VERSION)')" && \
-	  $(BIN)/python -c 'import engine._durable'; \
-	fi
+	CPPFLAGS="$(durable_cppflags) $$CPPFLAGS" $(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -c 'import engine._durable' 2>/dev/null || { \
+	  echo "durable_rules does not import (a wheel built without the 3.13 flag, from pip's cache?):"; \
+	  echo "rebuilding it without the cache"; set -x; \
+	  CPPFLAGS="$(durable_cppflags) $$CPPFLAGS" $(BIN)/python -m pip install --quiet --no-cache-dir \
+	    --force-reinstall --no-deps "durable-rules==$$($(BIN)/python -c '$(DURABLE_VERSION)')"; \
+	  $(BIN)/python -c 'import engine._durable'; }
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,28 +1,72 @@
 # One set of commands locally and in CI.
-# the first interpreter that really runs and is one durable_rules supports (3.11 or 3.12);
-# a pyenv shim can exist without its version being installed
-PYTHON ?= $(shell for p in python3.11 python3.12 python3; do \
-	$$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))' >/dev/null 2>&1 \
-	&& { echo $$p; break; }; done)
-VENV := .venv
+#
+# PYTHON: the interpreter the venv is made with. By default the first of python3.11,
+# python3.12, python3.13, python3 that really runs and is one kaq supports (3.11 to 3.13);
+# `make setup PYTHON=python3.13` asks for one. Each name is tried as a command, then as
+# pyenv's install of that version: pyenv puts a shim on the PATH for every installed version,
+# but a shim runs only the versions selected (`pyenv global`/`local`), so the install is
+# tried by its path. Resolved to the interpreter's real path.
+# VENV: where it goes, so that two can coexist: `make test PYTHON=python3.13 VENV=.venv313`
+# (or `make test-py313`).
+SUPPORTED := (3, 11) <= sys.version_info[:2] < (3, 14)
+PYENV_VERSIONS := $(shell echo "$$(pyenv root 2>/dev/null || echo "$${PYENV_ROOT:-$$HOME/.pyenv}")/versions")
+py_candidates = $(1) $(wildcard $(PYENV_VERSIONS)/$(patsubst python%,%,$(notdir $(1))).*/bin/$(notdir $(1)))
+PYTHON_GIVEN := $(filter command line environment,$(origin PYTHON))
+PYTHON ?= python3.11 python3.12 python3.13 python3
+# "real-path X.Y" of the first candidate that runs and is supported
+PY_FOUND := $(shell for p in $(foreach c,$(PYTHON),$(call py_candidates,$(c))); do \
+	found=$$($$p -c 'import sys; assert $(SUPPORTED); print(sys.executable, "%d.%d" % sys.version_info[:2])' 2>/dev/null) \
+	&& { echo "$$found"; break; }; done)
+PY_EXE := $(word 1,$(PY_FOUND))
+PY_VERSION := $(word 2,$(PY_FOUND))
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run serve test lint fmt bench clean
+# durable_rules 2.0.28 calls PyEval_CallObject, which Python 3.13 removed; PyObject_CallObject
+# is the same call. Its setup.py overwrites CFLAGS, but the compile line still takes CPPFLAGS.
+# Given on 3.13 only: on 3.11 and 3.12 the headers define PyEval_CallObject themselves, and
+# redefining it there would only add a warning.
+DURABLE_CPPFLAGS := -DPyEval_CallObject=PyObject_CallObject
+durable_cppflags = $$($(BIN)/python -c 'import sys; print("$(DURABLE_CPPFLAGS)" if sys.version_info >= (3, 13) else "")')
+# Without the flag, a compiler that lets an implicit declaration pass (GCC 12 here) still
+# builds a wheel, and pip caches it; it fails only at import (undefined symbol). The install
+# is checked by importing the seam, and such a wheel is replaced by one built afresh.
+DURABLE_VERSION := from importlib.metadata import version; print(version("durable-rules"))
+
+NO_PYTHON := echo "kaq needs Python 3.11, 3.12 or 3.13; none of [$(PYTHON)] runs one \
+(pyenv installs included)"; exit 1
+# With PYTHON given, a venv made by another version is refused, never silently used.
+VENV_IS_PY_VERSION := import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(v != "$(PY_VERSION)" \
+and f"$(VENV) holds Python {v}, not $(PY_VERSION): give another VENV=, or make clean VENV=$(VENV)")
+check_venv = $(if $(PYTHON_GIVEN),@$(if $(PY_EXE),$(BIN)/python -c '$(VENV_IS_PY_VERSION)',$(NO_PYTHON)))
+
+.PHONY: setup run serve test test-py313 lint fmt bench clean
 
 $(STAMP): pyproject.toml
-	@test -n "$(PYTHON)" || { echo "kaq needs Python 3.11 or 3.12 (durable_rules does not import on 3.13)"; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PY_EXE)" || test -x $(BIN)/python || { $(NO_PYTHON); }
+	@test -x $(BIN)/python || $(PY_EXE) -m venv $(VENV)
+	$(check_venv)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	CPPFLAGS="$(durable_cppflags) $$CPPFLAGS" $(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -c 'import engine.runtime._durable' 2>/dev/null || { \
+	  echo "durable_rules does not import (a wheel built without the 3.13 flag, from pip's cache?):"; \
+	  echo "rebuilding it without the cache"; set -x; \
+	  CPPFLAGS="$(durable_cppflags) $$CPPFLAGS" $(BIN)/python -m pip install --quiet --no-cache-dir \
+	    --force-reinstall --no-deps "durable-rules==$$($(BIN)/python -c '$(DURABLE_VERSION)')"; \
+	  $(BIN)/python -c 'import engine.runtime._durable'; }
 	@touch $(STAMP)
 
 setup: $(STAMP)
+	$(check_venv)
 
 run: $(STAMP)
+	$(check_venv)
 	$(BIN)/kaq serve --host 127.0.0.1 --port 8000 --rulesets rulesets
 
 test: $(STAMP)
+	$(check_venv)
+	@$(BIN)/python -c 'import sys; print("kaq tests on Python", sys.version.split()[0], "in $(VENV)")'
 	$(BIN)/ruff check engine api cli tests benchmarks
 	$(BIN)/ruff format --check engine api cli tests benchmarks
 	$(BIN)/mypy engine api cli
@@ -30,6 +74,9 @@ test: $(STAMP)
 	$(BIN)/kaq fmt --check rulesets
 	$(BIN)/kaq test rulesets --coverage-min 100
 	$(BIN)/python -m pytest -q
+
+test-py313:
+	$(MAKE) test PYTHON=python3.13 VENV=.venv313
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine api cli tests benchmarks

@@ -25,45 +25,42 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.tokens import CommentToken
 
+from engine.lang.model import (
+    CRITERION_OUTCOMES,
+    RULE_OUTCOMES,
+    Decision,
+    DecisionStep,
+    DerivedDecl,
+    Escalation,
+    FactDecl,
+    ParamDecl,
+    PortfolioDecl,
+    RuleDecl,
+    RulesetDoc,
+    Text,
+)
 from engine.lang.source import load_yaml
+from engine.tools.casetest import CASE_KEYS, FILE_KEYS, VERDICT_WANT_KEYS
 
 __all__ = ["FmtError", "FmtResult", "find_yaml_files", "format_file", "format_text"]
 
-# Key orders, from docs/ruleset-format.md.
-_RULESET = (
-    "kaq", "name", "version", "description", "currency", "qualifications", "segments", "stages",
-    "facts", "params", "derived", "rules", "decision", "portfolio",
-)  # fmt: skip
-_FACT = (
-    "type",
-    "required",
-    "values",
-    "min",
-    "max",
-    "max_length",
-    "unit",
-    "description",
-    "labels",
-    "missing",
-)
-_PARAM = ("value", "unit", "description")
-_DERIVED = ("expr", "unit", "description", "missing")
-_RULE = (
-    "id", "kind", "label", "description", "segment", "stage", "weight", "required", "applies_when",
-    "when", "partly_when", "severity", "escalate", "message", "recommendation", "playbook",
-)  # fmt: skip
-_ESCALATION = ("severity", "when")
-_MESSAGE = ("met", "partly_met", "not_met", "not_evaluable", "fired", "not_fired", "en", "zh")
-_TEXT = ("en", "zh")
-_DECISION = ("steps",)
-_STEP = ("when", "qualification", "reason")
-_PORTFOLIO = ("facts", "params", "rules")
-_TESTS = ("ruleset", "bases", "cases")
-_CASE = ("note", "base", "facts", "unset", "want")
-_WANT = (
-    "qualification", "score", "segments", "stage", "guardrails", "missing_facts", "fired",
-    "not_fired", "not_evaluable", "criteria",
-)  # fmt: skip
+# Key orders: the order in which the models declare their fields (one source of truth; a
+# key the models gain takes its place here by itself).
+_RULESET = tuple(RulesetDoc.model_fields)
+_FACT = tuple(FactDecl.model_fields)
+_PARAM = tuple(ParamDecl.model_fields)
+_DERIVED = tuple(DerivedDecl.model_fields)
+_RULE = tuple(RuleDecl.model_fields)
+_ESCALATION = tuple(Escalation.model_fields)
+_MESSAGE = (*CRITERION_OUTCOMES, *(o for o in RULE_OUTCOMES if o not in CRITERION_OUTCOMES))
+_MESSAGE += tuple(Text.model_fields)
+_TEXT = tuple(Text.model_fields)
+_DECISION = tuple(Decision.model_fields)
+_STEP = tuple(DecisionStep.model_fields)
+_PORTFOLIO = tuple(PortfolioDecl.model_fields)
+_TESTS = FILE_KEYS
+_CASE = CASE_KEYS
+_WANT = VERDICT_WANT_KEYS
 
 
 class FmtError(Exception):

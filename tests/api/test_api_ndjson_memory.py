@@ -91,6 +91,7 @@ async def test_ndjson_100k_lines_with_bounded_memory(tmp_path: Path) -> None:
     assert growth_mb < 40
 
     import sqlite3
+    from contextlib import closing
 
-    with sqlite3.connect(tmp_path / "log.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "log.db")) as conn:  # `with conn` does not close
         assert conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == LINES

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -87,7 +88,7 @@ def test_kill_9_under_load_loses_no_answered_decision(tmp_path: Path) -> None:
     restarted = start_server(tmp_path, tiny=True)
     try:
         db = server.db_url[len("sqlite:///") :]
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn:  # `with conn` alone would not close it
             stored = {row[0] for row in conn.execute("SELECT decision_id FROM decisions")}
         missing = [d for d in answered if d not in stored]
         print(

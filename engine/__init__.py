@@ -27,7 +27,7 @@ from engine.runtime.loader import (
     rulesets_folder,
     shipped_rulesets,
 )
-from engine.runtime.prepared import PreparedRuleset, load_ruleset, prepare
+from engine.runtime.prepared import VIEWS, PreparedRuleset, load_ruleset, prepare, summary_of
 
 __all__ = [
     "Decision",
@@ -40,6 +40,7 @@ __all__ = [
     "PreparedRuleset",
     "RulesetError",
     "RulesetRef",
+    "VIEWS",
     "bind_rulesets",
     "compile_rulesets",
     "load_ruleset",
@@ -50,4 +51,5 @@ __all__ = [
     "ruleset_files",
     "rulesets_folder",
     "shipped_rulesets",
+    "summary_of",
 ]

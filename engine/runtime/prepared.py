@@ -126,6 +126,21 @@ class PreparedRuleset:
         """Validate, decide and explain one account: the verdict as plain data."""
         return self.explain(self.decide(raw), texts=texts)
 
+    def view(self, decision: Decision, view: str = "full") -> dict[str, Any]:
+        """One of the views of api.md (`full`, `summary`, `decision`) of a decision.
+
+        The decision is the same in every view; a view only leaves things out. The
+        `decision` view builds no text at all.
+        """
+        if view == "decision":
+            return decision.to_dict()
+        verdict = self.explain(decision)
+        if view == "full":
+            return verdict
+        if view == "summary":
+            return summary_of(verdict)
+        raise ValueError(f"unknown view `{view}` (use one of {', '.join(VIEWS)})")
+
     def evaluate_valid(self, facts: Mapping[str, Any], *, texts: bool = True) -> dict[str, Any]:
         """Decide and explain facts already returned by validate_facts."""
         return self.explain(self.plan.decide(self.engine, facts), texts=texts)
@@ -175,6 +190,16 @@ class PreparedRuleset:
         self.engine.close()
         if self.portfolio_engine is not None:
             self.portfolio_engine.close()
+
+
+VIEWS = ("full", "summary", "decision")
+
+
+def summary_of(verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """The `summary` view of a full verdict: no trace, no comparisons, no criteria facts."""
+    out = {k: v for k, v in verdict.items() if k != "trace"}
+    out["criteria"] = [{k: v for k, v in c.items() if k != "facts"} for c in verdict["criteria"]]
+    return out
 
 
 def load_ruleset(path: Path | str) -> PreparedRuleset:

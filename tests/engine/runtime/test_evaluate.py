@@ -454,3 +454,36 @@ def test_evaluate_many_yields_verdicts_and_errors_in_order(mini):
     items = list(mini.evaluate_many([STRONG, {"account_id": 5}, {"account_id": "M-3"}]))
     assert isinstance(items[1], engine.FactsError)
     assert items[0]["account_id"] == "M-1" and items[2]["account_id"] == "M-3"
+
+
+def test_views_leave_things_out_and_never_change_the_decision():
+    import json
+
+    from builders import ROOT
+
+    import engine
+
+    rs = engine.load_ruleset(ROOT / "rulesets" / "key-account.yaml")
+    try:
+        for path in sorted((ROOT / "examples").glob("*.json")):
+            d = rs.decide(json.loads(path.read_text(encoding="utf-8")))
+            full, summary, decision = (rs.view(d, v) for v in engine.VIEWS)
+            assert full == rs.explain(d)
+            assert "trace" not in summary and "trace" in full
+            assert all("facts" not in c for c in summary["criteria"])
+            assert {k: v for k, v in full.items() if k not in ("trace", "criteria")} == {
+                k: v for k, v in summary.items() if k != "criteria"
+            }
+            for key in ("account_id", "ruleset", "qualification", "score", "segments", "stage"):
+                assert decision[key] == full[key]
+            assert decision["missing_facts"] == full["missing_facts"]
+            assert decision["points"] == {c["rule"]: c["points"] for c in full["criteria"]}
+            assert decision["severities"] == {g["rule"]: g["severity"] for g in full["guardrails"]}
+            assert {
+                t["rule"]: t["outcome"] for t in full["trace"] if t["kind"] != "criterion"
+            }.items() <= decision["outcomes"].items()
+            assert "message" not in json.dumps(decision)
+        with pytest.raises(ValueError):
+            rs.view(d, "everything")
+    finally:
+        rs.close()

@@ -199,8 +199,9 @@ class _Compiler:
                             x.offset,
                             "expr.precision",
                             f"`{E.unparse(other)}` is rounded to {E.ROUND_DIGITS} decimal "
-                            f"places before it is compared, so `{shown}` ({value!r}) compares "
-                            f"as {E.rnd(value)!r}",
+                            f"places before it is compared, so a threshold of `{shown}` "
+                            f"({value!r}), finer than that, works like the nearest "
+                            f"{E.ROUND_DIGITS}-decimal values around it",
                             f"write the threshold with at most {E.ROUND_DIGITS} decimals",
                         )
 

@@ -677,7 +677,7 @@ def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
         v = evaluate(node.operand, env)
         return None if v is None else -v
     if isinstance(node, Cmp):
-        return compare(node.op, evaluate(node.left, env), evaluate(node.right, env))
+        return compare(node.op, operand(node.left, env), operand(node.right, env))
     if isinstance(node, In):
         item = evaluate(node.item, env)
         cont = evaluate(node.container, env)
@@ -711,10 +711,23 @@ def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
     raise TypeError(f"cannot evaluate {node!r}")
 
 
+def computed(node: Node) -> bool:
+    """Is the node's value computed (arithmetic, a call), not a fact, param or literal?"""
+    return not isinstance(node, Const | Name | ListLit)
+
+
+def operand(node: Node, env: Mapping[str, Any]) -> Any:
+    """A comparison operand's value: exact for a name or a literal (policy §2: input facts are
+    compared as sent; derived facts are rounded when they are computed), rounded to the
+    comparison precision for a value computed inside the condition."""
+    v = evaluate(node, env)
+    return rnd(v) if computed(node) else v
+
+
 def compare(op: str, a: Any, b: Any) -> bool | None:
+    """`a op b` of two operand values (see :func:`operand`), exactly; unknown if either is."""
     if a is None or b is None:
         return None
-    a, b = rnd(a), rnd(b)
     return _CMP[op](a, b)
 
 
@@ -836,18 +849,11 @@ def _build(node: Node) -> Callable[[Mapping[str, Any]], Any]:  # noqa: C901 - on
         if _is_name(right) and _constant(left) is not None:
             flipped = _CMP[FLIPPED_OP[node.op]]
             return _name_vs_constant(right.name, flipped, _constant(left))  # type: ignore[attr-defined]
-        a, b = closure(left), closure(right)
+        a, b = operand_closure(left), operand_closure(right)
 
         def comparison(env: Mapping[str, Any]) -> Any:
             x, y = a(env), b(env)
-            if x is None or y is None:
-                return None
-            # rnd inlined for the common case (ints and strings pass through)
-            if type(x) is float:
-                x = rnd(x)
-            if type(y) is float:
-                y = rnd(y)
-            return cmp(x, y)
+            return None if x is None or y is None else cmp(x, y)
 
         return comparison
     if isinstance(node, In):
@@ -907,18 +913,21 @@ def _is_name(node: Node) -> bool:
 def _name_vs_constant(
     key: str, cmp: Callable[[Any, Any], bool], constant: Any
 ) -> Callable[[Mapping[str, Any]], Any]:
-    """`name op constant`, the commonest condition, in one closure (values as in Cmp)."""
-    y = rnd(constant) if type(constant) is float else constant
+    """`name op constant`, the commonest condition, in one closure, exactly (as in Cmp)."""
 
     def name_vs_constant(env: Mapping[str, Any]) -> Any:
         x = env.get(key)
-        if x is None:
-            return None
-        # values in an evaluation's env are finite (facts are validated, derived values
-        # and outcomes pass through rnd), so rounding alone is rnd here
-        return cmp(round(x, ROUND_DIGITS) if type(x) is float else x, y)
+        return None if x is None else cmp(x, constant)
 
     return name_vs_constant
+
+
+def operand_closure(node: Node) -> Callable[[Mapping[str, Any]], Any]:
+    """env -> :func:`operand` of the node (a computed value rounded, a name's exact)."""
+    f = closure(node)
+    if not computed(node):
+        return f
+    return lambda env: rnd(f(env))
 
 
 def _build_call(node: Call) -> Callable[[Mapping[str, Any]], Any]:
@@ -983,11 +992,12 @@ def comparison_closure(node: Node) -> Callable[[Mapping[str, Any]], dict[str, An
     if isinstance(node, Cmp):
         left, right, op = node.left, node.right, node.op
         cmp = _CMP[op]
+        round_x, round_y = computed(left), computed(right)
 
         def result(x: Any, y: Any) -> Any:
             if x is None or y is None:
                 return None
-            return cmp(rnd(x) if type(x) is float else x, rnd(y) if type(y) is float else y)
+            return cmp(rnd(x) if round_x else x, rnd(y) if round_y else y)
 
     else:
         assert isinstance(node, In)
@@ -1036,8 +1046,7 @@ def comparisons_closure(nodes: list[Node]) -> Callable[[Mapping[str, Any]], list
             y = _constant(right)  # type: ignore[arg-type]
             param = right.name if isinstance(right, Name) else None
             fixed = _record(unparse(node), node.op, y, param)
-            yr = rnd(y) if type(y) is float else y
-            specs.append((0, left.name, fixed, yr, _CMP[node.op]))  # type: ignore[union-attr]
+            specs.append((0, left.name, fixed, y, _CMP[node.op]))  # type: ignore[union-attr]
         elif isinstance(node, In) and _is_name(node.item) and isinstance(node.container, ListLit):
             op = "not in" if node.negated else "in"
             values = node.container.values
@@ -1046,8 +1055,6 @@ def comparisons_closure(nodes: list[Node]) -> Callable[[Mapping[str, Any]], list
         else:
             specs.append((2, comparison_closure(node), None, None, None))
     frozen = tuple(specs)
-
-    digits = ROUND_DIGITS
 
     def records(env: Mapping[str, Any]) -> list[dict[str, Any]]:
         out = []
@@ -1060,9 +1067,7 @@ def comparisons_closure(nodes: list[Node]) -> Callable[[Mapping[str, Any]], list
             rec = fixed.copy()
             rec["left"] = x
             if shape == 0:
-                rec["result"] = (
-                    None if x is None else how(round(x, digits) if type(x) is float else x, y)
-                )
+                rec["result"] = None if x is None else how(x, y)
             else:
                 rec["right"] = list(y)  # a copy: verdicts never share the program's lists
                 rec["result"] = None if x is None else (x not in y) is how

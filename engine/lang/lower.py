@@ -123,7 +123,8 @@ class Lowering:
             if lk == "const" and rk == "field":
                 return self._atom(E.FLIPPED_OP[op], str(rv), lv)
         if n.left.type == E.NUMBER:
-            # both sides computed: compare rnd(rnd(a) - rnd(b)) with 0, in Python's precision
+            # both sides per account: compare operand(a) - operand(b) with 0 (the sign of the
+            # difference of two doubles is exact)
             lconst = isinstance(n.left, E.Const) or (
                 isinstance(n.left, E.Name) and n.left.scope == "param"
             )
@@ -131,10 +132,10 @@ class Lowering:
                 isinstance(n.right, E.Name) and n.right.scope == "param"
             )
             if rconst and not lconst:
-                return self._atom(op, self._slot_for_node(n.left), E.rnd(self.operand(n.right)[1]))
+                return self._atom(op, self._slot_for_node(n.left), self.operand(n.right)[1])
             if lconst and not rconst:
                 return self._atom(
-                    E.FLIPPED_OP[op], self._slot_for_node(n.right), E.rnd(self.operand(n.left)[1])
+                    E.FLIPPED_OP[op], self._slot_for_node(n.right), self.operand(n.left)[1]
                 )
             return self._atom(op, self._slot_for_node(n, diff=(n.left, n.right)), 0)
         return {self._slot_for_node(n): 1 if positive else 0}
@@ -142,8 +143,6 @@ class Lowering:
     def _atom(self, op: str, field_name: str, value: Any) -> dict[str, Any]:
         if isinstance(value, bool):
             value = 1 if value else 0
-        elif isinstance(value, float):
-            value = E.rnd(value)
         if op == "==":
             return {field_name: value}
         return {_OP[op]: {field_name: value}}

@@ -302,24 +302,21 @@ def _rule_plan(r: Rule) -> tuple[Any, ...]:
 def slot_value(slot: Slot) -> Callable[[Mapping[str, Any]], Any]:
     """env -> the value this slot sends to the engine (None: the field is absent).
 
-    A name's float value is compared at comparison precision; a hoisted computation is
-    rounded like a derived value; lists never reach the engine (membership and counts are
-    hoisted into slots of their own).
+    A name's value goes as it is (policy §2: input facts are compared exactly as sent;
+    derived facts were rounded when they were computed); a hoisted computation is rounded
+    like a derived value; `a op b` of two values goes as the difference of the two operands,
+    whose sign is exact; lists never reach the engine (membership and counts are hoisted
+    into slots of their own).
     """
     if slot.name is not None:
         key = slot.name
-
-        def value(env: Mapping[str, Any]) -> Any:
-            v = env.get(key)
-            return E.rnd(v) if type(v) is float else v  # names are never lists here
-
-        return value
+        return lambda env: env.get(key)  # names are never lists here
     if slot.diff is not None:
-        fa, fb = E.closure(slot.diff[0]), E.closure(slot.diff[1])
+        fa, fb = E.operand_closure(slot.diff[0]), E.operand_closure(slot.diff[1])
 
         def difference(env: Mapping[str, Any]) -> Any:
             a, b = fa(env), fb(env)
-            return None if a is None or b is None else E.rnd(E.rnd(a) - E.rnd(b))
+            return None if a is None or b is None else a - b
 
         return difference
     assert slot.node is not None

@@ -152,13 +152,24 @@ def test_division_by_known_zero_is_unknown(ev):
     assert ev("0 / m", m=4) == 0
 
 
-def test_numbers_are_rounded_to_six_decimals_before_comparing(ev):
+def test_computed_values_are_rounded_to_six_decimals_before_comparing(ev):
     assert ev("0.3 + 8.3 + 6.4 == 15") is True
     assert ev("n + 8.3 + 6.4 == 15", n=0.3) is True
     assert ev("n + m == 0.3", n=0.1, m=0.2) is True
-    assert ev("n == 1", n=1.0000004) is True
-    assert ev("n > 1", n=1.0000004) is False
+    assert ev("n * 1 == 1", n=1.0000004) is True
+    assert ev("n * 1 > 1", n=1.0000004) is False
+
+
+def test_input_facts_are_compared_exactly_as_sent(ev):
+    """Policy §2: 20.00000002 is not in the top 20 %; a margin of 1e-9 is above 0."""
+    assert ev("n == 1", n=1.0000004) is False
+    assert ev("n > 1", n=1.0000004) is True
     assert ev("n > 1", n=1.000001) is True
+    assert ev("n <= 20", n=20.00000002) is False
+    assert ev("n > 0", n=1e-9) is True
+    assert ev("n >= 10000000", n=9999999.999999998) is False
+    assert ev("n > m", n=20.00000002, m=20) is True
+    assert ev("n == m", n=0.1, m=0.1) is True
     assert E.rnd(0.1 + 0.2) == 0.3
     assert E.rnd(15.000000000000002) == 15 and isinstance(E.rnd(15.000000000000002), int)
 

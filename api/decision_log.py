@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ServiceUnavailable
+from .redact import redact_url, scrub
 
 log = logging.getLogger("kaq.decision_log")
 T = TypeVar("T")
@@ -392,18 +392,7 @@ def backend_for(url: str) -> _Backend:
             return _SQLite(":memory:")
         # sqlite:///kaq.db is relative, sqlite:////var/kaq.db absolute (as in SQLAlchemy).
         return _SQLite(path[1:] if path.startswith("/") else path)
-    raise ValueError(f"unsupported decision log URL: {url!r}")
-
-
-def redacted(url: str) -> str:
-    """`url` without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    raise ValueError(f"unsupported decision log URL: {redact_url(url)!r}")
 
 
 Rows = list[tuple[Any, ...]]
@@ -540,7 +529,7 @@ class DecisionLog:
         except SchemaTooNew:
             raise
         except Exception as exc:
-            log.error("decision log error: %s", exc)
+            log.error("decision log error: %s", scrub(str(exc), self.url))
             raise DecisionLogError(f"The decision log failed: {type(exc).__name__}.") from exc
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -553,7 +542,7 @@ class DecisionLog:
         log.info(
             "decision log ready: %s %s, schema version %d, group commit",
             self.kind,
-            redacted(self.url),
+            redact_url(self.url),
             version,
         )
         return version

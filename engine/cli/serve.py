@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
         from pydantic import ValidationError
 
-        from api.settings import Settings
+        from api.settings import Settings, describe_errors
 
         # Workers are fresh interpreters: settings travel in the environment.
         if rulesets is not None:
@@ -98,13 +98,8 @@ def register(app: typer.Typer) -> None:
             settings = Settings()
         except ValidationError as exc:
             # name the environment variable (or option) a person sets, not the field
-            for e in exc.errors(include_url=False):
-                field = str(e["loc"][0]) if e["loc"] else ""
-                typer.echo(
-                    f"kaq serve: KAQ_{field.upper()}: {e['msg'].removeprefix('Value error, ')}"
-                    + (f" (got {e['input']!r})" if "input" in e else ""),
-                    err=True,
-                )
+            for line in describe_errors(exc):
+                typer.echo(f"kaq serve: {line}", err=True)
             raise typer.Exit(2) from None
         if not settings.rulesets.is_dir():
             typer.echo(f"kaq serve: no ruleset folder {settings.rulesets}", err=True)

@@ -1,4 +1,4 @@
-"""`kaq serve`: run the HTTP API (`api.app:app`) with uvicorn.
+"""`kaq serve`: run the HTTP API (`api.app:app`) with uvicorn, configured by `api.server`.
 
 Several workers are separate processes under uvicorn's supervisor, which
 replaces a worker that dies and, on SIGHUP, starts fresh workers (each loads
@@ -84,9 +84,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Run the API; one process per worker, each with its own engine."""
-        import uvicorn
         from pydantic import ValidationError
 
+        from api import server
         from api.settings import Settings, describe_errors
 
         # Workers are fresh interpreters: settings travel in the environment.
@@ -117,15 +117,12 @@ def register(app: typer.Typer) -> None:
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
             os.environ.pop("KAQ_SUPERVISOR_PID", None)
         try:
-            uvicorn.run(
-                "api.app:app",
+            server.run(
                 host=host,
                 port=port,
                 workers=workers,
                 log_level=log_level,
                 log_config=log_config(log_level),
-                timeout_graceful_shutdown=30,
-                server_header=False,
             )
         finally:
             if metrics_dir is not None:

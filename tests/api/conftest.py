@@ -182,8 +182,12 @@ def start_server(
     port: int | None = None,
     db_url: str | None = None,
     ready_timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> Server:
-    """Start `kaq serve` and wait until /readyz answers 200 (on every worker's socket)."""
+    """Start `kaq serve` and wait until /readyz answers 200 (on every worker's socket).
+
+    `env` adds to the environment of the server (e.g. `KAQ_*` settings).
+    """
     import subprocess
     import sys
     import time
@@ -194,7 +198,7 @@ def start_server(
     port = port or free_port()
     db_url = db_url or f"sqlite:///{tmp / 'kaq.db'}"
     log = tmp / f"server-{port}-{time.time_ns()}.log"
-    env = {**os.environ, "KAQ_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {**os.environ, "KAQ_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
     if tiny:
         env["KAQ_DEFAULT_RULESET"] = "tiny"
     cmd = [

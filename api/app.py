@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .client import ClientDisconnect
 from .decision_log import DecisionLog
 from .errors import ApiError, problem, problem_for, problem_response
 from .metrics import Metrics, MetricsMiddleware
@@ -34,7 +35,12 @@ log = logging.getLogger("kaq.api")
 
 
 class LastResort:
-    """Outermost guard: an exception nothing else handled becomes a logged problem 500."""
+    """Outermost guard: an exception nothing else handled becomes a logged problem 500.
+
+    A client that went away (`ClientDisconnect`) is not one: there is nobody to
+    answer and nothing of kaq's to fix, so it ends the request quietly (the
+    metrics, inside this guard, have counted it as 499).
+    """
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -53,6 +59,8 @@ class LastResort:
 
         try:
             await self.app(scope, receive, guarded_send)
+        except ClientDisconnect:
+            log.debug("client left before the response to %s was complete", scope.get("path"))
         except Exception as exc:
             body = problem_for(exc)  # logs it
             if started:  # a stream broke mid-way: nothing more can be said
@@ -190,8 +198,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(KaqError, on_engine_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_middleware(LastResort)
+    # Added last, so outermost: the metrics see every exception (and count it) first.
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(LastResort)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -20,6 +20,10 @@ The tree, drawn once::
 
 Anything else reaching `problem_for` is a bug: it becomes a logged 500, the only
 place a 500 is ever produced.
+
+Not an error at all: the client leaving (Starlette's `ClientDisconnect`, see
+`api/client.py`). Nobody is there to answer; the request ends quietly, without
+a traceback, and is counted as 499.
 """
 
 from __future__ import annotations

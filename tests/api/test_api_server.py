@@ -74,6 +74,55 @@ def test_keep_alive_requests_are_answered_without_a_nagle_stall(server: Server) 
     assert all(ms < 20 for ms in medians.values()), medians
 
 
+def metric_lines(server: Server, name: str) -> dict[str, float]:
+    """The samples of one metric, by label text."""
+    import httpx
+
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels, _, value = line[len(name) :].rpartition(" ")
+            out[labels] = float(value)
+    return out
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            assert value, f"timed out waiting for {what}"
+            return value
+        time.sleep(0.1)
+
+
+def test_clients_leaving_mid_body_are_counted_as_499_without_a_traceback(server: Server) -> None:
+    # regression: 50 such clients gave 50 'unhandled error' tracebacks and 50 status 500
+    def closed(labels: str) -> float:
+        return metric_lines(server, "kaq_http_requests_total").get(labels, 0)
+
+    key = '{method="POST",route="/v1/evaluate",status="499"}'
+    before = closed(key)
+    socks = []
+    for _ in range(50):
+        sock = connect(server)
+        sock.sendall(
+            b"POST /v1/evaluate HTTP/1.1\r\nHost: kaq\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"account_id": "gone"'
+        )
+        socks.append(sock)
+    time.sleep(0.2)  # every request is inside the app, waiting for the rest of its body
+    for sock in socks:
+        sock.close()
+    wait_for(lambda: closed(key) - before >= 50, what="50 requests counted as 499")
+    counts = metric_lines(server, "kaq_http_requests_total")
+    assert not [k for k in counts if 'status="500"' in k], counts
+    text = Path(server.log).read_text()
+    assert "Traceback" not in text and "unhandled error" not in text, text[-3000:]
+
+
 def test_no_server_error_was_logged(server: Server) -> None:
+    """Last in this module: nothing above left a traceback in the server's log."""
     text = Path(server.log).read_text()
     assert "Traceback" not in text and "unhandled error" not in text, text[-3000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -11,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..bodies import JSON, NDJSON, media_type, ndjson_lines, parse_json, read_capped
+from ..client import ensure_client
 from ..errors import ApiError, InvalidBody, JSONBytes, dumps, problem_for
 from ..openapi import FACT_EXAMPLES, json_body, problems
 from ..schemas import BatchResponse, PortfolioResponse, Verdict
@@ -125,7 +127,9 @@ async def evaluate_batch(request: Request, ruleset: RulesetName = None) -> Any:
         )
         for i, raw in enumerate(accounts)
     ]
-    results = await state.service.evaluate_batch(name, items, state.settings.log_chunk_size)
+    results = await state.service.evaluate_batch(
+        name, items, state.settings.log_chunk_size, partial(ensure_client, request.scope)
+    )
     return JSONBytes({"results": results})
 
 
@@ -152,8 +156,10 @@ def _stream(request: Request, state: AppState, name: str) -> StreamingResponse:
 
     async def body() -> AsyncIterator[bytes]:
         try:
+            # A client that leaves stops the stream within the chunk in hand: no more
+            # lines read, evaluated or logged for nobody (ClientDisconnect ends it).
             async for results in state.service.stream_batch(
-                rs, items(), state.settings.log_chunk_size
+                rs, items(), state.settings.log_chunk_size, partial(ensure_client, request.scope)
             ):
                 yield b"".join(dumps(r) + b"\n" for r in results)
         except ApiError as exc:  # e.g. the decision log failed: say so on the stream, then stop

@@ -6,8 +6,12 @@ uvicorn's supervisor), so only a real server and a raw client can show it.
 
 from __future__ import annotations
 
+import json
 import socket
+import sqlite3
 import statistics
+import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +124,61 @@ def test_clients_leaving_mid_body_are_counted_as_499_without_a_traceback(server:
     assert not [k for k in counts if 'status="500"' in k], counts
     text = Path(server.log).read_text()
     assert "Traceback" not in text and "unhandled error" not in text, text[-3000:]
+
+
+def logged_rows(server: Server) -> int:
+    with sqlite3.connect(server.db_url.removeprefix("sqlite:///")) as conn:
+        return conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+
+
+def settled(read, quiet: float = 1.0, timeout: float = 15.0) -> int:
+    """`read()` once it has not changed for `quiet` seconds."""
+    value, since = read(), time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return value
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with an RST, as a client that crashes or gives up does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_ndjson_stream_stops_within_one_chunk_of_a_reset(server: Server) -> None:
+    # regression: 3,000 lines sent, 303 verdicts read, reset: 1,024 more rows were logged after
+    chunk = 256  # log_chunk_size's default: the stream evaluates and logs this many at once
+    lines = b"".join(
+        json.dumps({"account_id": f"R-{i}", "annual_spend": i, "product_fit": "strong"}).encode()
+        + b"\n"
+        for i in range(3000)
+    )
+    sock = connect(server)
+    head = (
+        b"POST /v1/evaluate/batch HTTP/1.1\r\nHost: kaq\r\n"
+        b"Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(lines), lines)
+    sender = threading.Thread(target=lambda: sock.sendall(head + body), daemon=True)
+    sender.start()
+    got = b""
+    while got.count(b'"decision_id"') < 303:
+        data = sock.recv(65536)
+        assert data, got[-500:]
+        got += data
+    at_reset = logged_rows(server)
+    reset(sock)
+    after = settled(lambda: logged_rows(server)) - at_reset
+    print(f"\nrows logged after the reset: {after} (one chunk: {chunk})")
+    assert after <= chunk
+    key = '{method="POST",route="/v1/evaluate/batch",status="499"}'
+    assert wait_for(lambda: metric_lines(server, "kaq_http_requests_total").get(key))
 
 
 def test_no_server_error_was_logged(server: Server) -> None:

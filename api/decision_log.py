@@ -13,6 +13,12 @@ only then acknowledges each waiting request. A verdict is therefore never
 answered before its row is durable, yet many concurrent verdicts share one
 fsync. If a group's transaction fails, each of its writes is retried alone, so
 one bad write fails only its own request.
+
+Readiness (`check_writable`) commits a real write, the `heartbeat` row: taking
+a lock proves nothing (SQLite grants it on immutable files). A missing table is
+re-created by running the migrations again, and a SQLite file deleted or
+replaced under the server is opened anew, so the log heals instead of failing
+every write until a restart.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
@@ -99,6 +107,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "index decisions by account and time",
         sqlite=("CREATE INDEX decisions_account ON decisions (account_id, created_at)",),
         postgres=("CREATE INDEX decisions_account ON decisions (account_id, created_at)",),
+    ),
+    Migration(
+        3,
+        "heartbeat: the row readiness probes write",
+        sqlite=(
+            "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "at TEXT NOT NULL, by TEXT NOT NULL)",
+        ),
+        postgres=(
+            "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "at TIMESTAMPTZ NOT NULL, by TEXT NOT NULL)",
+        ),
     ),
 )
 
@@ -206,6 +226,7 @@ class _SQLite(_Backend):
     def __init__(self, path: str):
         self.path = path
         self.conn: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file open
 
     def connect(self) -> None:
         if self.path != ":memory:":
@@ -215,15 +236,43 @@ class _SQLite(_Backend):
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
         self.conn = conn
+        self._file = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        if self.path == ":memory:":
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_dev, st.st_ino)
 
     @property
     def _conn(self) -> sqlite3.Connection:
+        if self.conn is not None and self._identity() != self._file:
+            # The file was deleted or replaced under us: writing on would "commit" into a
+            # file nobody will ever read. Open the one at the path (migrated anew).
+            log.warning("decision log file %s was replaced or deleted; reopening it", self.path)
+            self.close()
+            self.connect()
+            self.migrate()
         if self.conn is None:
             self.connect()
         assert self.conn is not None
         return self.conn
 
-    def _tx(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _tx(self, work: Callable[[sqlite3.Connection], T], *, heal: bool = True) -> T:
+        """Run `work(conn)` in a write transaction; missing tables are re-created once."""
+        try:
+            return self._tx_once(work)
+        except sqlite3.OperationalError as exc:
+            if not heal or not str(exc).startswith("no such table"):
+                raise
+            log.warning("decision log schema missing (%s); re-creating it", exc)
+            self.migrate()
+            return self._tx_once(work)
+
+    def _tx_once(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -254,7 +303,7 @@ class _SQLite(_Backend):
                     version = m.version
             return version
 
-        return self._tx(work)
+        return self._tx(work, heal=False)
 
     def schema_version(self) -> int:
         row = self._conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
@@ -272,8 +321,13 @@ class _SQLite(_Backend):
         return _record(row) if row else None
 
     def probe(self) -> None:
-        # Taking the write lock proves the file is writable without writing anything.
-        self._tx(lambda conn: None)
+        # A committed write, as a verdict's would be: a lock alone (BEGIN IMMEDIATE) is
+        # granted even when the files cannot be written.
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT 1 FROM decisions LIMIT 0")
+            conn.execute(_HEARTBEAT_SQLITE, (datetime.now(UTC).isoformat(), _who()))
+
+        self._tx(work)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -293,11 +347,15 @@ class _Postgres(_Backend):
 
         self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
 
-    def _run(self, work: Callable[[Any], T]) -> T:
-        """Run `work(conn)` in a transaction, reconnecting once if the connection was lost."""
+    def _run(self, work: Callable[[Any], T], *, heal: bool = True) -> T:
+        """Run `work(conn)` in a transaction, reconnecting once if the connection was lost
+        and re-creating the schema once if a table is missing (the database or schema was
+        dropped and created again empty: the service heals instead of answering 503)."""
         import psycopg
+        from psycopg import errors
 
-        for attempt in (1, 2):
+        reconnected = healed = False
+        while True:
             if self.conn is None or self.conn.closed:
                 self.connect()
             try:
@@ -305,9 +363,18 @@ class _Postgres(_Backend):
                     return work(self.conn)
             except psycopg.OperationalError:
                 self.close()
-                if attempt == 2:
+                if reconnected:
                     raise
-        raise AssertionError("unreachable")
+                reconnected = True
+            except errors.UndefinedTable as exc:
+                if not heal or healed:
+                    raise
+                healed = True
+                log.warning(
+                    "decision log schema missing (%s); re-creating it",
+                    str(exc).strip().splitlines()[0],
+                )
+                self.migrate()
 
     def migrate(self) -> int:
         def work(conn: Any) -> int:
@@ -331,7 +398,7 @@ class _Postgres(_Backend):
                     version = m.version
             return version
 
-        return self._run(work)
+        return self._run(work, heal=False)
 
     def schema_version(self) -> int:
         return self._run(
@@ -358,12 +425,11 @@ class _Postgres(_Backend):
         return self._run(work)
 
     def probe(self) -> None:
+        # A committed write, as a verdict's would be: it fails on a read-only server, a
+        # missing table (re-created by _run) or a full disk, where a SELECT would not.
         def work(conn: Any) -> None:
-            row = conn.execute(
-                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"
-            ).fetchone()
-            if row[0] or row[1] == "on":
-                raise RuntimeError("the PostgreSQL server is read-only")
+            conn.execute("SELECT 1 FROM decisions LIMIT 0")
+            conn.execute(_HEARTBEAT_POSTGRES, (_who(),))
 
         self._run(work)
 
@@ -373,6 +439,21 @@ class _Postgres(_Backend):
                 self.conn.close()
             finally:
                 self.conn = None
+
+
+def _who() -> str:
+    """Which process wrote the heartbeat: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_HEARTBEAT_SQLITE = (
+    "INSERT INTO heartbeat (id, at, by) VALUES (1, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET at = excluded.at, by = excluded.by"
+)
+_HEARTBEAT_POSTGRES = (
+    "INSERT INTO heartbeat (id, at, by) VALUES (1, now(), %s) "
+    "ON CONFLICT (id) DO UPDATE SET at = excluded.at, by = excluded.by"
+)
 
 
 def _refuse_newer(version: int) -> None:
@@ -434,6 +515,7 @@ class DecisionLog:
         self._thread_lock = threading.Lock()
         self.commits = 0
         self.committed = 0
+        self._probe: asyncio.Future[None] | None = None
 
     @property
     def kind(self) -> str:
@@ -557,8 +639,22 @@ class DecisionLog:
         return await self._call(self._backend.fetch, decision_id)
 
     async def check_writable(self) -> None:
-        """Raise DecisionLogError unless a write could happen now."""
-        await self._call(self._backend.probe)
+        """Raise DecisionLogError unless a write can be committed now (it commits one).
+
+        Concurrent callers share one probe, so a burst of readiness checks costs one
+        commit, not one each.
+        """
+        if self._probe is None:
+            probe = asyncio.ensure_future(self._call(self._backend.probe))
+            self._probe = probe
+
+            def done(_: asyncio.Future[None]) -> None:
+                self._probe = None
+                if not probe.cancelled():
+                    probe.exception()  # retrieved here even if every caller went away
+
+            probe.add_done_callback(done)
+        await asyncio.shield(self._probe)
 
     async def schema_version(self) -> int:
         return await self._call(self._backend.schema_version)

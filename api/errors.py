@@ -7,6 +7,7 @@ The tree, drawn once::
     ├── Unauthorized          401    missing or wrong bearer token
     ├── Forbidden             403    admin endpoints without KAQ_ADMIN_TOKEN
     ├── NotFound              404    unknown ruleset or decision
+    ├── RequestTimeout        408    body not sent within its time (slow client)
     ├── PayloadTooLarge       413    body (or NDJSON line) over its cap
     ├── UnsupportedMediaType  415    not application/json (or x-ndjson where allowed)
     ├── InvalidBody           422    well-formed JSON of the wrong shape; `errors[].loc`
@@ -115,6 +116,10 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     status, slug, title = 404, "not-found", "Not found"
+
+
+class RequestTimeout(ApiError):
+    status, slug, title = 408, "request-timeout", "Request not received in time"
 
 
 class PayloadTooLarge(ApiError):

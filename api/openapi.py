@@ -123,6 +123,7 @@ PROBLEMS = {
     403: "Admin endpoints disabled (KAQ_ADMIN_TOKEN unset)",
     404: "Unknown ruleset or decision",
     405: "Method not allowed",
+    408: "Body sent slower than KAQ_BODY_MIN_BYTES_PER_SECOND after KAQ_BODY_TIMEOUT_SECONDS",
     413: "Body over KAQ_MAX_BODY_BYTES / KAQ_MAX_BATCH_BYTES",
     415: "Content-Type is not application/json (or application/x-ndjson where accepted)",
     422: "Invalid facts: `errors[].loc` names the field",

@@ -8,6 +8,14 @@ uvicorn's h11 protocol, with what kaq needs on top of it:
   each small response until the client's delayed ACK: ~44 ms per keep-alive
   request instead of ~1 ms.
 
+- **A bound on the time to send a request's headers**
+  (`KAQ_HEADER_TIMEOUT_SECONDS`): uvicorn has none, so a client sending its
+  headers a byte at a time (a slow-loris), or connecting and sending nothing,
+  held its connection for as long as it liked. The clock starts when the
+  connection opens or the previous response is complete and stops when the
+  headers are in; then the connection is closed, with a 408 problem if a
+  request had begun. (The body's pace is bounded by the app: `api/bodies.py`.)
+
 - **Whether the client is still there**, for the app to ask between chunks of
   a stream without reading more of the body (`api/client.py`): the request's
   scope carries a `Connection` that asks the socket itself, so a reset is seen
@@ -21,11 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from http import HTTPStatus
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from .client import EXTENSION
+from .errors import PROBLEM_MEDIA_TYPE, dumps, problem
+from .settings import get_settings
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -75,20 +87,78 @@ class _Connection:
         return True
 
 
+def _raw_problem(status: int, slug: str, detail: str) -> bytes:
+    """A complete HTTP/1.1 response carrying a problem, closing the connection."""
+    body = dumps(problem(status, slug, detail))
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        f"content-type: {PROBLEM_MEDIA_TYPE}\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
 class KaqH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with the additions listed in the module docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = get_settings().header_timeout_seconds
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0  # received since the clock started
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         set_nodelay(transport)
+        self._start_header_clock()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_clock()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is not None:
+            self._header_bytes += len(data)
+        super().data_received(data)
 
     def handle_events(self) -> None:
         cycle = self.cycle
         super().handle_events()
         if self.cycle is not cycle and self.cycle is not None:
-            # A new request: its task is created but has not run yet.
+            # A new request: its headers are in, and its task is created but has not run.
+            self._stop_header_clock()
             scope: dict[str, Any] = self.scope  # type: ignore[assignment]
             scope.setdefault("extensions", {})[EXTENSION] = _Connection(self.transport, self.cycle)
+
+    def on_response_complete(self) -> None:
+        # Before uvicorn starts the next cycle: a pipelined request stops the clock again.
+        self._start_header_clock()
+        super().on_response_complete()
+
+    def _start_header_clock(self) -> None:
+        self._stop_header_clock()
+        self._header_bytes = 0
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _stop_header_clock(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if self._header_bytes and self.conn.their_state is h11.IDLE:
+            self.transport.write(
+                _raw_problem(
+                    408,
+                    "request-timeout",
+                    f"The request's headers did not arrive within {self.header_timeout:g} s.",
+                )
+            )
+        self.transport.close()
 
 
 def run(*, host: str, port: int, workers: int, log_level: str, log_config: dict[str, Any]) -> None:

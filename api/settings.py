@@ -45,6 +45,24 @@ class Settings(BaseSettings):
     log_chunk_size: int = Field(
         default=256, gt=0, description="Batch verdicts written to the decision log per transaction."
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a connection has to send a request's headers (from its start, or "
+        "from the previous response), else it is closed (with a 408 if it had begun).",
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time kaq waits for a request body, plus 1 s per body_min_bytes_per_second "
+        "received; beyond it the request is answered 408.",
+    )
+    body_min_bytes_per_second: int = Field(
+        default=500,
+        gt=0,
+        description="Average rate a body (an NDJSON stream too) must keep after its first "
+        "body_timeout_seconds.",
+    )
 
     @field_validator("db_url")
     @classmethod

@@ -64,7 +64,7 @@ def _envelope(data: Any, allowed: set[str], state: AppState) -> list[Any]:
 @router.post(
     "/evaluate",
     summary="Evaluate one account",
-    responses={200: {"model": Verdict}, **problems(400, 404, 413, 415, 422, 503)},
+    responses={200: {"model": Verdict}, **problems(400, 404, 408, 413, 415, 422, 503)},
     response_class=JSONBytes,
     openapi_extra=json_body("Facts", FACT_EXAMPLES),
 )
@@ -72,7 +72,9 @@ async def evaluate(request: Request, ruleset: RulesetName = None) -> JSONBytes:
     """One account's facts → one verdict, logged under its `decision_id`."""
     state = state_of(request)
     media_type(request, (JSON,))
-    data = parse_json(await read_capped(request, state.settings.max_body_bytes), state.limits)
+    data = parse_json(
+        await read_capped(request, state.settings.max_body_bytes, state.pace), state.limits
+    )
     facts = _object(data, [], "The facts")
     name = ruleset or state.settings.default_ruleset
     return JSONBytes(await state.service.evaluate(name, facts))
@@ -92,7 +94,7 @@ async def evaluate(request: Request, ruleset: RulesetName = None) -> JSONBytes:
                 }
             },
         },
-        **problems(400, 404, 413, 415, 422, 503),
+        **problems(400, 404, 408, 413, 415, 422, 503),
     },
     response_class=JSONBytes,
     openapi_extra=json_body(
@@ -113,7 +115,9 @@ async def evaluate_batch(request: Request, ruleset: RulesetName = None) -> Any:
     name = ruleset or state.settings.default_ruleset
     if kind == NDJSON:
         return _stream(request, state, name)
-    data = parse_json(await read_capped(request, state.settings.max_batch_bytes), state.limits)
+    data = parse_json(
+        await read_capped(request, state.settings.max_batch_bytes, state.pace), state.limits
+    )
     accounts = _envelope(data, {"accounts"}, state)
     items = [
         Item(i, raw)
@@ -142,7 +146,7 @@ def _stream(request: Request, state: AppState, name: str) -> StreamingResponse:
         raise
 
     async def items() -> AsyncIterator[Item]:
-        async for line in ndjson_lines(request, state.settings.max_body_bytes):
+        async for line in ndjson_lines(request, state.settings.max_body_bytes, state.pace):
             if line.error is not None:
                 yield Item(line.index, None, line.error)
                 continue
@@ -194,7 +198,7 @@ class DuplexStream(StreamingResponse):
     "/portfolio/evaluate",
     tags=["portfolio"],
     summary="Evaluate a portfolio (policy §7)",
-    responses={200: {"model": PortfolioResponse}, **problems(400, 404, 413, 415, 422, 503)},
+    responses={200: {"model": PortfolioResponse}, **problems(400, 404, 408, 413, 415, 422, 503)},
     response_class=JSONBytes,
     openapi_extra=json_body("PortfolioRequest"),
 )
@@ -202,7 +206,9 @@ async def evaluate_portfolio(request: Request, ruleset: RulesetName = None) -> J
     """Every account's verdict, the portfolio findings and the counts."""
     state = state_of(request)
     media_type(request, (JSON,))
-    data = parse_json(await read_capped(request, state.settings.max_batch_bytes), state.limits)
+    data = parse_json(
+        await read_capped(request, state.settings.max_batch_bytes, state.pace), state.limits
+    )
     accounts = _envelope(data, {"accounts", "portfolio"}, state)
     bad = [
         {"loc": ["accounts", i], "msg": "not an object", "type": "dict_type"}

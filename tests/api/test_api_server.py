@@ -7,6 +7,7 @@ uvicorn's supervisor), so only a real server and a raw client can show it.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import sqlite3
 import statistics
@@ -14,15 +15,25 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import Server, start_server, stop_server
+
+# Short, so that the slow-client tests take seconds; the defaults are 10 s.
+HEADER_TIMEOUT = BODY_TIMEOUT = 3.0
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = start_server(tmp_path_factory.mktemp("server"), workers=2, tiny=True)
+    env = {
+        "KAQ_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+        "KAQ_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+    }
+    s = start_server(tmp_path_factory.mktemp("server"), workers=2, tiny=True, env=env)
     s.wait_for_workers(2)
     yield s
     stop_server(s)
@@ -80,8 +91,6 @@ def test_keep_alive_requests_are_answered_without_a_nagle_stall(server: Server) 
 
 def metric_lines(server: Server, name: str) -> dict[str, float]:
     """The samples of one metric, by label text."""
-    import httpx
-
     text = httpx.get(server.url + "/metrics", timeout=10).text
     out = {}
     for line in text.splitlines():
@@ -179,6 +188,111 @@ def test_ndjson_stream_stops_within_one_chunk_of_a_reset(server: Server) -> None
     assert after <= chunk
     key = '{method="POST",route="/v1/evaluate/batch",status="499"}'
     assert wait_for(lambda: metric_lines(server, "kaq_http_requests_total").get(key))
+
+
+@dataclass
+class Held:
+    """What a slow client saw: how long until the server closed, and what it answered."""
+
+    seconds: float
+    answer: bytes
+
+    @property
+    def status(self) -> int | None:
+        return int(self.answer.split()[1]) if self.answer.startswith(b"HTTP/1.1 ") else None
+
+
+def slow_client(server: Server, first: bytes, trickle: bytes, every: float = 0.25) -> Held:
+    """Send `first`, then `trickle` a byte every `every` s, until the server closes (max 30 s)."""
+    sock = connect(server)
+    started = time.monotonic()
+    answer = b""
+    try:
+        sock.sendall(first)
+        left = trickle
+        while time.monotonic() - started < 30:
+            if left:
+                sock.sendall(left[:1])
+                left = left[1:]
+            readable, _, _ = select.select([sock], [], [], every)
+            if readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+    except OSError:  # reset by the server: cut off just the same
+        pass
+    finally:
+        sock.close()
+    return Held(time.monotonic() - started, answer)
+
+
+def test_slow_clients_are_cut_off_and_normal_traffic_is_not_held(server: Server) -> None:
+    # regression: 100 slow connections were each held for the full 30 s
+    request = (
+        b"POST /v1/evaluate HTTP/1.1\r\nHost: kaq\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 60\r\n\r\n"
+    )
+    body = b'{"account_id": "slow", "annual_spend": 1, "product_fit": "strong"}'[:60]
+    kinds = {
+        "headers a byte at a time": (b"", request),
+        "body a byte at a time": (request, body),
+        "connected, sending nothing": (b"", b""),
+    }
+    with ThreadPoolExecutor(60) as pool:
+        futures = {
+            kind: [pool.submit(slow_client, server, *parts) for _ in range(20)]
+            for kind, parts in kinds.items()
+        }
+        time.sleep(0.5)
+        normal = []
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            for i in range(20):
+                started = time.monotonic()
+                r = c.post("/v1/evaluate", json={"account_id": f"N-{i}", "annual_spend": i})
+                normal.append(time.monotonic() - started)
+                assert r.status_code == 200
+        held = {kind: [f.result() for f in fs] for kind, fs in futures.items()}
+    for kind, clients in held.items():
+        longest = max(c.seconds for c in clients)
+        statuses = sorted({str(c.status) for c in clients})
+        print(f"\n{kind}: cut off after {longest:.1f} s at most; statuses {statuses}")
+        # the bound is 3 s; without one, these clients would hold on for 15-30 s
+        assert longest < HEADER_TIMEOUT + 5, kind
+    assert {c.status for c in held["headers a byte at a time"]} == {408}
+    assert {c.status for c in held["body a byte at a time"]} == {408}
+    assert {c.status for c in held["connected, sending nothing"]} == {None}
+    for c in held["headers a byte at a time"] + held["body a byte at a time"]:
+        assert b"application/problem+json" in c.answer and b"request-timeout" in c.answer
+    print(f"normal requests meanwhile: slowest {max(normal) * 1000:.0f} ms")
+    assert max(normal) < 2
+
+
+def test_a_long_body_at_a_steady_pace_is_not_cut_off(server: Server) -> None:
+    # 9,000 bytes over ~4.5 s: longer than the 3 s grace, well above 500 bytes a second
+    lines = [
+        json.dumps({"account_id": f"P-{i:04}", "annual_spend": i, "product_fit": "strong"})
+        for i in range(150)
+    ]
+    payload = ("\n".join(lines) + "\n").encode()
+    sock = connect(server)
+    sock.sendall(
+        b"POST /v1/evaluate/batch HTTP/1.1\r\nHost: kaq\r\n"
+        b"Content-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n" % len(payload)
+    )
+    started = time.monotonic()
+    for i in range(0, len(payload), 200):
+        sock.sendall(payload[i : i + 200])
+        time.sleep(0.1)
+    sent_in = time.monotonic() - started
+    answer = b""
+    while answer.count(b"\n") < 150 + 1 or not answer.endswith(b"0\r\n\r\n"):
+        data = sock.recv(65536)
+        assert data, answer[-300:]
+        answer += data
+    sock.close()
+    assert sent_in > BODY_TIMEOUT
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b'"decision_id"') == 150
 
 
 def test_no_server_error_was_logged(server: Server) -> None:

@@ -16,6 +16,10 @@ uvicorn's h11 protocol, with what kaq needs on top of it:
   headers are in; then the connection is closed, with a 408 problem if a
   request had begun. (The body's pace is bounded by the app: `api/bodies.py`.)
 
+- **A malformed request answered as problem+json** (bad `Content-Length`,
+  broken framing or header syntax: h11 refuses it before the app sees it),
+  instead of uvicorn's `text/plain` 400.
+
 - **Whether the client is still there**, for the app to ask between chunks of
   a stream without reading more of the body (`api/client.py`): the request's
   scope carries a `Connection` that asks the socket itself, so a reset is seen
@@ -135,6 +139,24 @@ class KaqH11Protocol(H11Protocol):
         # Before uvicorn starts the next cycle: a pipelined request stops the clock again.
         self._start_header_clock()
         super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # h11 refused the request (framing, Content-Length, header syntax): kaq's app never
+        # sees it, but its answer is still a problem, like every other error. If a response
+        # is already on its way (a chunked body broke mid-stream), only closing is left.
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            self.transport.close()
+            return
+        self.transport.write(
+            _raw_problem(
+                400,
+                "malformed-request",
+                "The HTTP request is malformed (request line, headers, Content-Length or "
+                "chunked framing) and was refused before it reached kaq.",
+            )
+        )
+        self.transport.close()
 
     def _start_header_clock(self) -> None:
         self._stop_header_clock()

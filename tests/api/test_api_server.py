@@ -190,6 +190,58 @@ def test_ndjson_stream_stops_within_one_chunk_of_a_reset(server: Server) -> None
     assert wait_for(lambda: metric_lines(server, "kaq_http_requests_total").get(key))
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: abc\r\n\r\n{}",
+        b"Content-Length: -1\r\n\r\n{}",
+        b"Content-Length: 1, 2\r\n\r\n{}",
+        b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"Transfer-Encoding: gzip\r\n\r\n{}",
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        b"Bad Header Line\r\n\r\n{}",
+    ],
+)
+def test_a_request_the_http_parser_refuses_gets_a_problem_not_text(
+    server: Server, framing: bytes
+) -> None:
+    # regression: uvicorn answered these with its own text/plain 400
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /v1/evaluate HTTP/1.1\r\nHost: kaq\r\nContent-Type: application/json\r\n"
+            + framing
+        )
+        answer = read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert b"content-type: application/problem+json" in head.lower()
+    problem = json.loads(body)
+    assert problem["type"] == "urn:kaq:problem:malformed-request" and problem["status"] == 400
+
+
+def test_an_ndjson_stream_whose_framing_breaks_midway_is_closed_quietly(server: Server) -> None:
+    line = b'{"account_id": "F-1", "annual_spend": 1}\n'
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /v1/evaluate/batch HTTP/1.1\r\nHost: kaq\r\n"
+            b"Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"%x\r\n%s\r\n" % (len(line), line)
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200 ")  # the stream has started answering
+        sock.sendall(b"zz\r\n")  # not a chunk size
+        read_until_closed(sock)  # closed: a problem cannot be sent inside a stream
+
+
 @dataclass
 class Held:
     """What a slow client saw: how long until the server closed, and what it answered."""

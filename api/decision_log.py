@@ -476,6 +476,30 @@ def backend_for(url: str) -> _Backend:
     raise ValueError(f"unsupported decision log URL: {redact_url(url)!r}")
 
 
+def check_opens(url: str) -> str | None:
+    """None if the log at `url` opens (connect, migrate, close), else one line saying why.
+
+    For start-up, before any worker runs: an unreachable database is one clear line
+    for the operator (credentials masked), not a traceback per worker.
+    """
+    try:
+        backend = backend_for(url)
+    except ValueError as exc:
+        return str(exc)
+    try:
+        backend.migrate()
+    except Exception as exc:
+        lines = [x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__]
+        reason = lines[0] + (f" ({' '.join(lines[1:])})" if len(lines) > 1 else "")
+        return f"the decision log {redact_url(url)} cannot be opened: {scrub(reason, url)}"
+    finally:
+        try:
+            backend.close()
+        except Exception:  # closing what never opened: nothing to report
+            pass
+    return None
+
+
 Rows = list[tuple[Any, ...]]
 CommitHook = Callable[[int, float], None]
 """Called on the writer thread after each commit with (decisions, seconds)."""

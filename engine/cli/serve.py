@@ -58,9 +58,16 @@ def _preflight(settings: Any) -> None:
 
     Without this, uvicorn would print a traceback per worker (and keep restarting them).
     """
+    from api.decision_log import check_opens
+
     from ..errors import RulesetError
     from ..loader import load_rulesets
     from ._common import print_diagnostics
+
+    problem = check_opens(settings.db_url)
+    if problem is not None:
+        typer.echo(f"kaq serve: {problem}", err=True)
+        raise typer.Exit(2)
 
     try:
         for rs in load_rulesets(settings.rulesets).values():

@@ -156,3 +156,40 @@ def test_sighup_reloads_the_rulesets(tmp_path: Path, workers: int) -> None:
         assert version == "2"
     finally:
         stop_server(server)
+
+
+def test_serve_with_an_unreachable_postgres_says_so_in_one_line_and_exits_2(
+    tmp_path: Path,
+) -> None:
+    # regression: a 65-line traceback per worker (and exit 3)
+    import subprocess
+    import sys
+
+    from conftest import REPO, copy_rulesets, free_port
+
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/test?sslpassword=hunter3"
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "kaq"),
+            "serve",
+            "--rulesets",
+            str(copy_rulesets(tmp_path / "rulesets", tiny=True)),
+            "--port",
+            str(free_port()),
+            "--db",
+            url,
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "KAQ_DEFAULT_RULESET": "tiny"},
+        timeout=60,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert len(out.strip().splitlines()) == 1, out
+    assert "hunter" not in out and "Traceback" not in out
+    assert "postgresql://postgres:***@127.0.0.1:" in out and "cannot be opened" in out
+    assert "Connection refused" in out

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .client import ClientDisconnect
@@ -164,6 +165,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # Starlette's slash redirect builds an absolute Location from the Host header
+        # (`Host: evil.example` -> 307 to http://evil.example/...): a 404 names the path.
+        redirect_slashes=False,
     )
     app.state.kaq = None
     for module in (evaluate, rulesets, decisions, ops):
@@ -190,9 +194,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem_response(
-            problem(exc.status_code, slug, str(exc.detail)), dict(exc.headers or {})
-        )
+        detail = str(exc.detail)
+        if exc.status_code == 404 and (hint := _without_slash(request)):
+            detail = f"No route ends with a slash: send {hint}."
+        return problem_response(problem(exc.status_code, slug, detail), dict(exc.headers or {}))
+
+    def _without_slash(request: Request) -> str | None:
+        path = request.url.path
+        if path == "/" or not path.endswith("/"):
+            return None
+        scope = {**request.scope, "path": path.rstrip("/") or "/"}
+        if any(route.matches(scope)[0] is not Match.NONE for route in app.router.routes):
+            return scope["path"]
+        return None
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(KaqError, on_engine_error)

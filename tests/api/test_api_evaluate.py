@@ -212,3 +212,18 @@ async def test_unknown_route_and_method_are_problems(svc: Running) -> None:
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     r = await svc.client.get("/v1/evaluate")
     assert r.status_code == 405 and r.json()["status"] == 405
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/rulesets/"), ("GET", "/healthz/"), ("POST", "/v1/evaluate/")],
+)
+async def test_a_trailing_slash_is_a_404_naming_the_path_never_a_redirect_to_the_host_header(
+    svc: Running, method: str, path: str
+) -> None:
+    # regression: 307 to http://evil.example/v1/rulesets (the Host header, reflected)
+    r = await svc.client.request(method, path, headers={"host": "evil.example"}, json={})
+    assert r.status_code == 404 and "location" not in r.headers
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "evil" not in r.text and path.rstrip("/") in r.json()["detail"]
+    assert (await svc.client.get(path.rstrip("/"))).status_code in (200, 405)

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 from ..bodies import JSON, NDJSON, media_type, ndjson_lines, parse_json, read_capped
 from ..client import ensure_client
 from ..errors import ApiError, InvalidBody, JSONBytes, dumps, problem_for
-from ..openapi import FACT_EXAMPLES, json_body, problems
+from ..openapi import FACT_EXAMPLES, REF, json_body, problems
 from ..schemas import BatchResponse, PortfolioResponse, Verdict
 from ..service import Item, account_id_of
 from ..state import AppState, state_of
@@ -86,26 +86,14 @@ async def evaluate(request: Request, ruleset: RulesetName = None) -> JSONBytes:
     responses={
         200: {
             "model": BatchResponse,
-            "content": {
-                "application/x-ndjson": {
-                    "schema": {"type": "string"},
-                    "example": '{"decision_id":"01J...","account_id":"A-1",...}\n'
-                    '{"index":1,"account_id":"A-2","error":{"type":"urn:kaq:problem:invalid-facts",...}}\n',
-                }
-            },
+            "content": {"application/x-ndjson": {"schema": {"$ref": REF + "BatchResultLines"}}},
         },
         **problems(400, 404, 408, 413, 415, 422, 503),
     },
     response_class=JSONBytes,
     openapi_extra=json_body(
         "BatchRequest",
-        **{
-            "application/x-ndjson": {
-                "schema": {"type": "string", "description": "One facts object per line."},
-                "example": '{"account_id": "A-1", "annual_spend": 5000000}\n'
-                '{"account_id": "A-2", "product_fit": "strong"}\n',
-            }
-        },
+        **{"application/x-ndjson": {"schema": {"$ref": REF + "BatchLines"}}},
     ),
 )
 async def evaluate_batch(request: Request, ruleset: RulesetName = None) -> Any:

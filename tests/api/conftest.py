@@ -183,10 +183,12 @@ def start_server(
     db_url: str | None = None,
     ready_timeout: float = 60,
     env: dict[str, str] | None = None,
+    new_session: bool = False,
 ) -> Server:
     """Start `kaq serve` and wait until /readyz answers 200 (on every worker's socket).
 
-    `env` adds to the environment of the server (e.g. `KAQ_*` settings).
+    `env` adds to the environment of the server (e.g. `KAQ_*` settings); with
+    `new_session` the server leads its own process group (`os.killpg` kills it whole).
     """
     import subprocess
     import sys
@@ -216,7 +218,14 @@ def start_server(
         "warning",
     ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
     server = Server(proc, f"http://127.0.0.1:{port}", db_url, log)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:

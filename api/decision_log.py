@@ -247,8 +247,25 @@ class _SQLite(_Backend):
             return (0, 0)
         return (st.st_dev, st.st_ino)
 
+    def _refuse_unwritable(self, suffixes: tuple[str, ...]) -> None:
+        """Fail, before SQLite touches them, if these files exist and cannot be written.
+
+        SQLite writes the -shm index through a shared memory mapping; when that file is
+        made immutable, the write is answered with SIGBUS and the process dies. Asking
+        first turns it into an error (503, not ready) like any other unwritable file.
+        """
+        if self.path == ":memory:":
+            return
+        for suffix in suffixes:
+            name = self.path + suffix
+            # exists, then asked again: another connection may be creating it just now
+            if not os.access(name, os.W_OK) and os.path.exists(name):
+                if not os.access(name, os.W_OK):
+                    raise sqlite3.OperationalError(f"{name} cannot be written")
+
     @property
     def _conn(self) -> sqlite3.Connection:
+        self._refuse_unwritable(("-shm",))  # readers write their marks into it too
         if self.conn is not None and self._identity() != self._file:
             # The file was deleted or replaced under us: writing on would "commit" into a
             # file nobody will ever read. Open the one at the path (migrated anew).
@@ -274,6 +291,7 @@ class _SQLite(_Backend):
 
     def _tx_once(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
+        self._refuse_unwritable(("", "-wal"))
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = work(conn)

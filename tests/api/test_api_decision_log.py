@@ -203,9 +203,9 @@ UNWRITABLE = ["file size limit"] + (["immutable files"] if _can_chattr() else []
 
 @contextmanager
 def _unwritable(how: str, folder: Path) -> Iterator[None]:
-    # Not the -shm index: SQLite writes it through a shared mapping, and an immutable
-    # mapped file answers that write with SIGBUS (the process dies; nothing kaq can catch).
-    files = [folder / "kaq.db", folder / "kaq.db-wal"]
+    # The -shm index too: SQLite writes it through a shared mapping, and an immutable
+    # mapped file answers that write with SIGBUS, killing the process, unless kaq asks first.
+    files = [folder / "kaq.db", folder / "kaq.db-wal", folder / "kaq.db-shm"]
     if how == "file size limit":
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         # A commit appends to the WAL: it may not grow past its size now.
@@ -231,12 +231,16 @@ async def test_readyz_is_503_while_the_log_cannot_commit_and_200_again_after(
     # regression: with the files immutable every evaluation was 503 but /readyz 200
     # (the probe took a lock and wrote nothing)
     async with running(settings_for(tmp_path)) as r:
-        assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 200
+        first = await r.client.post("/v1/evaluate", json=KEY_FACTS)
+        assert first.status_code == 200
         with _unwritable(how, tmp_path):
             assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 503
             ready = await r.client.get("/readyz")
             assert ready.status_code == 503, ready.text
             assert ready.json()["type"] == "urn:kaq:problem:decision-log-unavailable"
+            # A read must not crash either (a reader writes its mark into the -shm index).
+            read = await r.client.get(f"/v1/decisions/{first.json()['decision_id']}")
+            assert read.status_code == (503 if how == "immutable files" else 200)
         assert (await r.client.get("/readyz")).status_code == 200
         assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 200
 

@@ -3,7 +3,8 @@
 The tree, drawn once::
 
     ApiError                         raised by the HTTP layer itself
-    ├── MalformedRequest      400    body is not JSON / not UTF-8 / too deeply nested
+    ├── MalformedRequest      400    body is not JSON / not UTF-8 / too deeply nested;
+    │                                the HTTP request itself is broken (api/server.py)
     ├── Unauthorized          401    missing or wrong bearer token
     ├── Forbidden             403    admin endpoints without KAQ_ADMIN_TOKEN
     ├── NotFound              404    unknown ruleset or decision
@@ -103,7 +104,7 @@ class ApiError(Exception):
 
 
 class MalformedRequest(ApiError):
-    status, slug, title = 400, "malformed-request", "Malformed request body"
+    status, slug, title = 400, "malformed-request", "Malformed request"
 
 
 class Unauthorized(ApiError):

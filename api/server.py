@@ -40,7 +40,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from .client import EXTENSION
-from .errors import PROBLEM_MEDIA_TYPE, dumps, problem
+from .errors import PROBLEM_MEDIA_TYPE, ApiError, MalformedRequest, RequestTimeout, dumps
 from .settings import get_settings
 
 
@@ -91,11 +91,11 @@ class _Connection:
         return True
 
 
-def _raw_problem(status: int, slug: str, detail: str) -> bytes:
-    """A complete HTTP/1.1 response carrying a problem, closing the connection."""
-    body = dumps(problem(status, slug, detail))
+def _raw_problem(error: ApiError) -> bytes:
+    """A complete HTTP/1.1 response carrying `error`'s problem, closing the connection."""
+    body = dumps(error.to_problem())
     head = (
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"
         f"content-type: {PROBLEM_MEDIA_TYPE}\r\n"
         f"content-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
@@ -150,10 +150,10 @@ class KaqH11Protocol(H11Protocol):
             return
         self.transport.write(
             _raw_problem(
-                400,
-                "malformed-request",
-                "The HTTP request is malformed (request line, headers, Content-Length or "
-                "chunked framing) and was refused before it reached kaq.",
+                MalformedRequest(
+                    "The HTTP request is malformed (request line, headers, Content-Length or "
+                    "chunked framing) and was refused before it reached kaq."
+                )
             )
         )
         self.transport.close()
@@ -175,9 +175,9 @@ class KaqH11Protocol(H11Protocol):
         if self._header_bytes and self.conn.their_state is h11.IDLE:
             self.transport.write(
                 _raw_problem(
-                    408,
-                    "request-timeout",
-                    f"The request's headers did not arrive within {self.header_timeout:g} s.",
+                    RequestTimeout(
+                        f"The request's headers did not arrive within {self.header_timeout:g} s."
+                    )
                 )
             )
         self.transport.close()

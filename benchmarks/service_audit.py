@@ -33,6 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -261,10 +263,24 @@ def slowloris(args) -> None:
             s.stop()
 
 
+@contextmanager
+def fresh_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a new schema, dropped afterwards (never public)."""
+    import psycopg
+
+    schema = f"kaq_audit_{os.getpid()}_{time.monotonic_ns()}"
+    with psycopg.connect(PG, autocommit=True) as c:
+        c.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG, autocommit=True) as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def password(args) -> None:
-    url = PG + "?password=hunter2"
-    with tempfile.TemporaryDirectory() as d:
-        s = Serve(Path(d), db=url)
+    with fresh_schema() as pg, tempfile.TemporaryDirectory() as d:
+        s = Serve(Path(d), db=pg + "&password=hunter2")
         s.stop()
         lines = [x for x in s.text().splitlines() if "hunter2" in x]
         print(f"?password= URL: {len(lines)} log line(s) with the password: {lines}")

@@ -54,6 +54,9 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
             pass
 
 
+_TCP_ESTABLISHED = 1  # tcpi_state, the first byte of Linux's struct tcp_info
+
+
 def _peer_closed(sock: Any) -> bool:
     """True when the kernel says the peer has reset or closed (half-closed) the connection."""
     if sock is None or not hasattr(socket, "TCP_INFO"):
@@ -63,9 +66,6 @@ def _peer_closed(sock: Any) -> bool:
     except OSError:
         return True
     return state != _TCP_ESTABLISHED
-
-
-_TCP_ESTABLISHED = 1  # tcpi_state, the first byte of Linux's struct tcp_info
 
 
 class _Connection:

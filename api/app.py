@@ -18,8 +18,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .client import ClientDisconnect
 from .decision_log import DecisionLog
 from .errors import ApiError, problem, problem_for, problem_response
 from .metrics import Metrics, MetricsMiddleware
@@ -34,7 +36,12 @@ log = logging.getLogger("kaq.api")
 
 
 class LastResort:
-    """Outermost guard: an exception nothing else handled becomes a logged problem 500."""
+    """Outermost guard: an exception nothing else handled becomes a logged problem 500.
+
+    A client that went away (`ClientDisconnect`) is not one: there is nobody to
+    answer and nothing of kaq's to fix, so it ends the request quietly (the
+    metrics, inside this guard, have counted it as 499).
+    """
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -53,6 +60,8 @@ class LastResort:
 
         try:
             await self.app(scope, receive, guarded_send)
+        except ClientDisconnect:
+            log.debug("client left before the response to %s was complete", scope.get("path"))
         except Exception as exc:
             body = problem_for(exc)  # logs it
             if started:  # a stream broke mid-way: nothing more can be said
@@ -166,6 +175,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # Starlette's slash redirect builds an absolute Location from the Host header
+        # (`Host: evil.example` -> 307 to http://evil.example/...): a 404 names the path.
+        redirect_slashes=False,
     )
     app.state.kaq = None
     for module in (evaluate, rulesets, decisions, ops):
@@ -192,16 +204,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem_response(
-            problem(exc.status_code, slug, str(exc.detail)), dict(exc.headers or {})
-        )
+        detail = str(exc.detail)
+        if exc.status_code == 404 and (hint := _without_slash(request)):
+            detail = f"No route ends with a slash: send {hint}."
+        return problem_response(problem(exc.status_code, slug, detail), dict(exc.headers or {}))
+
+    def _without_slash(request: Request) -> str | None:
+        path = request.url.path
+        if path == "/" or not path.endswith("/"):
+            return None
+        scope = {**request.scope, "path": path.rstrip("/") or "/"}
+        if any(route.matches(scope)[0] is not Match.NONE for route in app.router.routes):
+            return scope["path"]
+        return None
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(KaqError, on_engine_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_middleware(LastResort)
+    # Added last, so outermost: the metrics see every exception (and count it) first.
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(LastResort)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -1,11 +1,20 @@
-"""Reading request bodies within limits: media type, size caps, strict JSON, NDJSON lines.
+"""Reading request bodies within limits: media type, size caps, time, strict JSON, NDJSON lines.
 
 Everything here runs before a byte reaches the engine, so that no malformed
 input can get further than a 4xx.
+
+Time: a client may not hold a request open by sending its body slowly (a
+slow-loris). The time kaq spends waiting for body bytes may not exceed
+`BodyPace.timeout` plus one second per `BodyPace.min_rate` bytes received: a
+body of any size is fine at that average rate, a byte a second is answered
+408 after about `timeout`. Only time spent waiting on the client counts, not
+time kaq spends evaluating what it has already read. (Headers are bounded
+below the app, in `api/server.py`.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,10 +22,24 @@ from typing import Any
 
 from starlette.requests import Request
 
-from .errors import InvalidBody, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from .errors import (
+    InvalidBody,
+    MalformedRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+
+
+@dataclass(frozen=True)
+class BodyPace:
+    """How long a body may keep kaq waiting: `timeout` seconds plus 1 s per `min_rate` bytes."""
+
+    timeout: float
+    min_rate: float
 
 
 @dataclass(frozen=True)
@@ -60,14 +83,40 @@ def _declared_length(request: Request) -> int | None:
         raise MalformedRequest("Content-Length is not a number.") from None
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The whole body, or 413 as soon as it exceeds `limit` bytes."""
+async def paced_stream(request: Request, pace: BodyPace) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, or 408 once the client is slower than `pace` allows."""
+    loop = asyncio.get_running_loop()
+    chunks = request.stream()
+    waited = 0.0
+    received = 0
+    while True:
+        budget = pace.timeout + received / pace.min_rate - waited
+        started = loop.time()
+        try:
+            async with asyncio.timeout(budget):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            await chunks.aclose()
+            raise RequestTimeout(
+                f"The body arrived slower than {pace.min_rate:g} bytes a second after "
+                f"{pace.timeout:g} s ({received} bytes in all).",
+                headers={"connection": "close"},
+            ) from None
+        waited += loop.time() - started
+        received += len(chunk)
+        yield chunk
+
+
+async def read_capped(request: Request, limit: int, pace: BodyPace) -> bytes:
+    """The whole body, or 413 as soon as it exceeds `limit` bytes (408 if sent too slowly)."""
     declared = _declared_length(request)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}.", limit=limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in paced_stream(request, pace):
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"The body exceeds the limit of {limit} bytes.", limit=limit)
@@ -161,12 +210,14 @@ class Line:
     error: Exception | None = None
 
 
-async def ndjson_lines(request: Request, max_line_bytes: int) -> AsyncIterator[Line]:
+async def ndjson_lines(
+    request: Request, max_line_bytes: int, pace: BodyPace
+) -> AsyncIterator[Line]:
     """Non-blank lines of the body, read incrementally; an over-long line becomes an error."""
     buffer = bytearray()
     index = 0
     skipping = False  # inside a line already reported as too long
-    async for chunk in request.stream():
+    async for chunk in paced_stream(request, pace):
         start = 0
         while True:
             end = chunk.find(b"\n", start)

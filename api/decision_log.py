@@ -13,6 +13,12 @@ only then acknowledges each waiting request. A verdict is therefore never
 answered before its row is durable, yet many concurrent verdicts share one
 fsync. If a group's transaction fails, each of its writes is retried alone, so
 one bad write fails only its own request.
+
+Readiness (`check_writable`) commits a real write, the `heartbeat` row: taking
+a lock proves nothing (SQLite grants it on immutable files). A missing table is
+re-created by running the migrations again, and a SQLite file deleted or
+replaced under the server is opened anew, so the log heals instead of failing
+every write until a restart.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
@@ -32,9 +40,9 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ServiceUnavailable
+from .redact import redact_url, scrub
 
 log = logging.getLogger("kaq.decision_log")
 T = TypeVar("T")
@@ -99,6 +107,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "index decisions by account and time",
         sqlite=("CREATE INDEX decisions_account ON decisions (account_id, created_at)",),
         postgres=("CREATE INDEX decisions_account ON decisions (account_id, created_at)",),
+    ),
+    Migration(
+        3,
+        "heartbeat: the row readiness probes write",
+        sqlite=(
+            "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "at TEXT NOT NULL, by TEXT NOT NULL)",
+        ),
+        postgres=(
+            "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "at TIMESTAMPTZ NOT NULL, by TEXT NOT NULL)",
+        ),
     ),
 )
 
@@ -206,6 +226,7 @@ class _SQLite(_Backend):
     def __init__(self, path: str):
         self.path = path
         self.conn: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file open
 
     def connect(self) -> None:
         if self.path != ":memory:":
@@ -215,16 +236,62 @@ class _SQLite(_Backend):
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
         self.conn = conn
+        self._file = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        if self.path == ":memory:":
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_dev, st.st_ino)
+
+    def _refuse_unwritable(self, suffixes: tuple[str, ...]) -> None:
+        """Fail, before SQLite touches them, if these files exist and cannot be written.
+
+        SQLite writes the -shm index through a shared memory mapping; when that file is
+        made immutable, the write is answered with SIGBUS and the process dies. Asking
+        first turns it into an error (503, not ready) like any other unwritable file.
+        """
+        if self.path == ":memory:":
+            return
+        for suffix in suffixes:
+            name = self.path + suffix
+            # exists, then asked again: another connection may be creating it just now
+            if not os.access(name, os.W_OK) and os.path.exists(name):
+                if not os.access(name, os.W_OK):
+                    raise sqlite3.OperationalError(f"{name} cannot be written")
 
     @property
     def _conn(self) -> sqlite3.Connection:
+        self._refuse_unwritable(("-shm",))  # readers write their marks into it too
+        if self.conn is not None and self._identity() != self._file:
+            # The file was deleted or replaced under us: writing on would "commit" into a
+            # file nobody will ever read. Open the one at the path (migrated anew).
+            log.warning("decision log file %s was replaced or deleted; reopening it", self.path)
+            self.close()
+            self.connect()
+            self.migrate()
         if self.conn is None:
             self.connect()
         assert self.conn is not None
         return self.conn
 
-    def _tx(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _tx(self, work: Callable[[sqlite3.Connection], T], *, heal: bool = True) -> T:
+        """Run `work(conn)` in a write transaction; missing tables are re-created once."""
+        try:
+            return self._tx_once(work)
+        except sqlite3.OperationalError as exc:
+            if not heal or not str(exc).startswith("no such table"):
+                raise
+            log.warning("decision log schema missing (%s); re-creating it", exc)
+            self.migrate()
+            return self._tx_once(work)
+
+    def _tx_once(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
+        self._refuse_unwritable(("", "-wal"))
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = work(conn)
@@ -254,7 +321,7 @@ class _SQLite(_Backend):
                     version = m.version
             return version
 
-        return self._tx(work)
+        return self._tx(work, heal=False)
 
     def schema_version(self) -> int:
         row = self._conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
@@ -272,8 +339,13 @@ class _SQLite(_Backend):
         return _record(row) if row else None
 
     def probe(self) -> None:
-        # Taking the write lock proves the file is writable without writing anything.
-        self._tx(lambda conn: None)
+        # A committed write, as a verdict's would be: a lock alone (BEGIN IMMEDIATE) is
+        # granted even when the files cannot be written.
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT 1 FROM decisions LIMIT 0")
+            conn.execute(_HEARTBEAT_SQLITE, (datetime.now(UTC).isoformat(), _who()))
+
+        self._tx(work)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -293,11 +365,15 @@ class _Postgres(_Backend):
 
         self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
 
-    def _run(self, work: Callable[[Any], T]) -> T:
-        """Run `work(conn)` in a transaction, reconnecting once if the connection was lost."""
+    def _run(self, work: Callable[[Any], T], *, heal: bool = True) -> T:
+        """Run `work(conn)` in a transaction, reconnecting once if the connection was lost
+        and re-creating the schema once if a table is missing (the database or schema was
+        dropped and created again empty: the service heals instead of answering 503)."""
         import psycopg
+        from psycopg import errors
 
-        for attempt in (1, 2):
+        reconnected = healed = False
+        while True:
             if self.conn is None or self.conn.closed:
                 self.connect()
             try:
@@ -305,9 +381,18 @@ class _Postgres(_Backend):
                     return work(self.conn)
             except psycopg.OperationalError:
                 self.close()
-                if attempt == 2:
+                if reconnected:
                     raise
-        raise AssertionError("unreachable")
+                reconnected = True
+            except errors.UndefinedTable as exc:
+                if not heal or healed:
+                    raise
+                healed = True
+                log.warning(
+                    "decision log schema missing (%s); re-creating it",
+                    str(exc).strip().splitlines()[0],
+                )
+                self.migrate()
 
     def migrate(self) -> int:
         def work(conn: Any) -> int:
@@ -331,7 +416,7 @@ class _Postgres(_Backend):
                     version = m.version
             return version
 
-        return self._run(work)
+        return self._run(work, heal=False)
 
     def schema_version(self) -> int:
         return self._run(
@@ -358,12 +443,11 @@ class _Postgres(_Backend):
         return self._run(work)
 
     def probe(self) -> None:
+        # A committed write, as a verdict's would be: it fails on a read-only server, a
+        # missing table (re-created by _run) or a full disk, where a SELECT would not.
         def work(conn: Any) -> None:
-            row = conn.execute(
-                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"
-            ).fetchone()
-            if row[0] or row[1] == "on":
-                raise RuntimeError("the PostgreSQL server is read-only")
+            conn.execute("SELECT 1 FROM decisions LIMIT 0")
+            conn.execute(_HEARTBEAT_POSTGRES, (_who(),))
 
         self._run(work)
 
@@ -373,6 +457,21 @@ class _Postgres(_Backend):
                 self.conn.close()
             finally:
                 self.conn = None
+
+
+def _who() -> str:
+    """Which process wrote the heartbeat: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_HEARTBEAT_SQLITE = (
+    "INSERT INTO heartbeat (id, at, by) VALUES (1, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET at = excluded.at, by = excluded.by"
+)
+_HEARTBEAT_POSTGRES = (
+    "INSERT INTO heartbeat (id, at, by) VALUES (1, now(), %s) "
+    "ON CONFLICT (id) DO UPDATE SET at = excluded.at, by = excluded.by"
+)
 
 
 def _refuse_newer(version: int) -> None:
@@ -392,18 +491,31 @@ def backend_for(url: str) -> _Backend:
             return _SQLite(":memory:")
         # sqlite:///kaq.db is relative, sqlite:////var/kaq.db absolute (as in SQLAlchemy).
         return _SQLite(path[1:] if path.startswith("/") else path)
-    raise ValueError(f"unsupported decision log URL: {url!r}")
+    raise ValueError(f"unsupported decision log URL: {redact_url(url)!r}")
 
 
-def redacted(url: str) -> str:
-    """`url` without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+def check_opens(url: str) -> str | None:
+    """None if the log at `url` opens (connect, migrate, close), else one line saying why.
+
+    For start-up, before any worker runs: an unreachable database is one clear line
+    for the operator (credentials masked), not a traceback per worker.
+    """
+    try:
+        backend = backend_for(url)
+    except ValueError as exc:
+        return str(exc)
+    try:
+        backend.migrate()
+    except Exception as exc:
+        lines = [x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__]
+        reason = lines[0] + (f" ({' '.join(lines[1:])})" if len(lines) > 1 else "")
+        return f"the decision log {redact_url(url)} cannot be opened: {scrub(reason, url)}"
+    finally:
+        try:
+            backend.close()
+        except Exception:  # closing what never opened: nothing to report
+            pass
+    return None
 
 
 Rows = list[tuple[Any, ...]]
@@ -445,6 +557,7 @@ class DecisionLog:
         self._thread_lock = threading.Lock()
         self.commits = 0
         self.committed = 0
+        self._probe: asyncio.Future[None] | None = None
 
     @property
     def kind(self) -> str:
@@ -540,7 +653,7 @@ class DecisionLog:
         except SchemaTooNew:
             raise
         except Exception as exc:
-            log.error("decision log error: %s", exc)
+            log.error("decision log error: %s", scrub(str(exc), self.url))
             raise DecisionLogError(f"The decision log failed: {type(exc).__name__}.") from exc
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -553,7 +666,7 @@ class DecisionLog:
         log.info(
             "decision log ready: %s %s, schema version %d, group commit",
             self.kind,
-            redacted(self.url),
+            redact_url(self.url),
             version,
         )
         return version
@@ -568,8 +681,22 @@ class DecisionLog:
         return await self._call(self._backend.fetch, decision_id)
 
     async def check_writable(self) -> None:
-        """Raise DecisionLogError unless a write could happen now."""
-        await self._call(self._backend.probe)
+        """Raise DecisionLogError unless a write can be committed now (it commits one).
+
+        Concurrent callers share one probe, so a burst of readiness checks costs one
+        commit, not one each.
+        """
+        if self._probe is None:
+            probe = asyncio.ensure_future(self._call(self._backend.probe))
+            self._probe = probe
+
+            def done(_: asyncio.Future[None]) -> None:
+                self._probe = None
+                if not probe.cancelled():
+                    probe.exception()  # retrieved here even if every caller went away
+
+            probe.add_done_callback(done)
+        await asyncio.shield(self._probe)
 
     async def schema_version(self) -> int:
         return await self._call(self._backend.schema_version)

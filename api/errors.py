@@ -3,10 +3,12 @@
 The tree, drawn once::
 
     ApiError                         raised by the HTTP layer itself
-    ├── MalformedRequest      400    body is not JSON / not UTF-8 / too deeply nested
+    ├── MalformedRequest      400    body is not JSON / not UTF-8 / too deeply nested;
+    │                                the HTTP request itself is broken (api/server.py)
     ├── Unauthorized          401    missing or wrong bearer token
     ├── Forbidden             403    admin endpoints without KAQ_ADMIN_TOKEN
     ├── NotFound              404    unknown ruleset or decision
+    ├── RequestTimeout        408    body not sent within its time (slow client)
     ├── PayloadTooLarge       413    body (or NDJSON line) over its cap
     ├── UnsupportedMediaType  415    not application/json (or x-ndjson where allowed)
     ├── InvalidBody           422    well-formed JSON of the wrong shape; `errors[].loc`
@@ -21,6 +23,10 @@ The tree, drawn once::
 
 Anything else reaching `problem_for` is a bug too: it becomes a logged 500. These two
 are the only places a 500 is produced.
+
+Not an error at all: the client leaving (Starlette's `ClientDisconnect`, see
+`api/client.py`). Nobody is there to answer; the request ends quietly, without
+a traceback, and is counted as 499.
 """
 
 from __future__ import annotations
@@ -99,7 +105,7 @@ class ApiError(Exception):
 
 
 class MalformedRequest(ApiError):
-    status, slug, title = 400, "malformed-request", "Malformed request body"
+    status, slug, title = 400, "malformed-request", "Malformed request"
 
 
 class Unauthorized(ApiError):
@@ -112,6 +118,10 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     status, slug, title = 404, "not-found", "Not found"
+
+
+class RequestTimeout(ApiError):
+    status, slug, title = 408, "request-timeout", "Request not received in time"
 
 
 class PayloadTooLarge(ApiError):

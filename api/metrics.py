@@ -1,7 +1,9 @@
 """Prometheus metrics: one registry per app, summed over workers in multiprocess mode.
 
 Requests and latency are labelled by route template (`/v1/decisions/{decision_id}`),
-never by raw path, so the label set stays bounded.
+never by raw path, so the label set stays bounded. A request whose client left
+before its response was complete is counted with status 499 (nginx's "client
+closed request"), never as a 500.
 
 With `kaq serve --workers N` each worker is its own process. `kaq serve` then sets
 `PROMETHEUS_MULTIPROC_DIR` to a fresh directory before any worker starts, so
@@ -19,6 +21,8 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .client import CLIENT_CLOSED, ClientDisconnect
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 COMMIT_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384)
@@ -126,6 +130,9 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            status = CLIENT_CLOSED  # before the response was complete, whatever had started
+            raise
         finally:
             route = _template(scope)
             method = scope.get("method", "")

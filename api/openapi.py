@@ -123,6 +123,7 @@ PROBLEMS = {
     403: "Admin endpoints disabled (KAQ_ADMIN_TOKEN unset)",
     404: "Unknown ruleset or decision",
     405: "Method not allowed",
+    408: "Body sent slower than KAQ_BODY_MIN_BYTES_PER_SECOND after KAQ_BODY_TIMEOUT_SECONDS",
     413: "Body over KAQ_MAX_BODY_BYTES / KAQ_MAX_BATCH_BYTES",
     415: "Content-Type is not application/json (or application/x-ndjson where accepted)",
     422: "Invalid facts: `errors[].loc` names the field",
@@ -185,13 +186,44 @@ def build_openapi(app: FastAPI, settings: Settings | None, facts_schema: dict[st
     _hoist(Problem.model_json_schema(ref_template=REF + "{model}"), components, "Problem")
     _hoist(facts_schema or {"type": "object"}, components, "Facts")
     max_items = settings.max_batch_items if settings else 10_000
+    max_line = settings.max_body_bytes if settings else 1024 * 1024
     accounts = {"type": "array", "maxItems": max_items, "items": {"$ref": REF + "Facts"}}
+    # A batch answers an invalid item in its place and evaluates the others: any value is
+    # accepted as an item, and the document must say so (else "invalid" items look like
+    # requests that should have been refused).
+    components["BatchItem"] = {
+        "description": "One account's facts, evaluated as `Facts`. Any JSON value is accepted "
+        "here: one that is not valid facts is answered in its place with an error entry "
+        "(`BatchError`), and the other items are still evaluated.",
+        "anyOf": [{"$ref": REF + "Facts"}, {}],
+    }
     components["BatchRequest"] = {
         "type": "object",
         "required": ["accounts"],
         "additionalProperties": False,
-        "properties": {"accounts": accounts},
+        "properties": {
+            "accounts": {**accounts, "items": {"$ref": REF + "BatchItem"}},
+        },
         "example": {"accounts": [KEY_ACCOUNT, {"account_id": "BAD-1", "annual_spend": -5}]},
+    }
+    # NDJSON is a sequence of JSON texts: described, as OpenAPI 3.2 does for sequential
+    # media types, as the array of its lines.
+    components["BatchLines"] = {
+        "type": "array",
+        "items": {"$ref": REF + "BatchItem"},
+        "description": "`application/x-ndjson`: one item per line, in this order (the array "
+        "stands for the sequence of lines). Any text is accepted: blank lines are skipped, "
+        "and a line that is not JSON, not valid facts or longer than "
+        f"{max_line} bytes is answered in its place with an error entry. Unbounded in length; "
+        "the answers stream back as lines, each chunk of them logged before it is sent.",
+        "example": [KEY_ACCOUNT, {"account_id": "BAD-1", "annual_spend": -5}],
+    }
+    components["BatchResultLines"] = {
+        "type": "array",
+        "items": {"anyOf": [{"$ref": REF + "Verdict"}, {"$ref": REF + "BatchError"}]},
+        "description": "`application/x-ndjson`: one result per line, in the order of the "
+        "request's lines. A last line with `index` null reports a failure of the stream "
+        "itself (e.g. the decision log), after which it ends.",
     }
     components["PortfolioRequest"] = {
         "type": "object",

@@ -89,7 +89,9 @@ class Verdict(_Open):
 class BatchError(_Open):
     """An account of a batch that could not be evaluated, in its place."""
 
-    index: int
+    index: int | None = Field(
+        description="The item's position; null for a failure of an NDJSON stream itself."
+    )
     account_id: str | None
     error: Problem
 

@@ -7,7 +7,7 @@ engine thread, the decision log on its own thread.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,14 @@ def _evaluate_items(
         except Exception as exc:  # reported in the item's place; the batch goes on
             out.append(exc)
     return out
+
+
+Checkpoint = Callable[[], Awaitable[None]]
+"""Awaited between the steps of a batch; raises to stop it (e.g. the client has left)."""
+
+
+async def _go_on() -> None:
+    return None
 
 
 class Service:
@@ -101,8 +109,15 @@ class Service:
             self._count(rs, [decision])
             return dict(decision.verdict)
 
-    async def evaluate_chunk(self, rs: Any, items: Sequence[Item]) -> list[dict[str, Any]]:
-        """Results of a chunk in order (verdicts or error entries), its verdicts logged at once."""
+    async def evaluate_chunk(
+        self, rs: Any, items: Sequence[Item], checkpoint: Checkpoint = _go_on
+    ) -> list[dict[str, Any]]:
+        """Results of a chunk in order (verdicts or error entries), its verdicts logged at once.
+
+        `checkpoint()` is awaited before the evaluation and before the logging; what it
+        raises (the client has left) stops the chunk there, before more work is done.
+        """
+        await checkpoint()
         todo = [item for item in items if item.error is None]
         outcomes = await engine_thread.run(_evaluate_items, rs, [i.facts for i in todo])
         by_index: dict[int, tuple[dict[str, Any], float] | BaseException] = {
@@ -124,33 +139,39 @@ class Service:
                 decision = self._decision(rs, item.facts, *outcome)
                 decisions.append(decision)
                 results.append(decision.verdict)  # type: ignore[arg-type]
+        await checkpoint()
         await self.log.write(decisions)
         self._count(rs, decisions)
         return results
 
     async def evaluate_batch(
-        self, ruleset: str, items: Sequence[Item], chunk_size: int
+        self, ruleset: str, items: Sequence[Item], chunk_size: int, checkpoint: Checkpoint = _go_on
     ) -> list[dict[str, Any]]:
         """A whole JSON batch, in order."""
         with self.registry.acquire() as snap:
             rs = snap.get(ruleset)
             results: list[dict[str, Any]] = []
             for start in range(0, len(items), chunk_size):
-                results.extend(await self.evaluate_chunk(rs, items[start : start + chunk_size]))
+                chunk = items[start : start + chunk_size]
+                results.extend(await self.evaluate_chunk(rs, chunk, checkpoint))
             return results
 
     async def stream_batch(
-        self, rs: Any, items: AsyncIterator[Item], chunk_size: int
+        self,
+        rs: Any,
+        items: AsyncIterator[Item],
+        chunk_size: int,
+        checkpoint: Checkpoint = _go_on,
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Chunks of results as the items arrive; each chunk is logged before it is yielded."""
         chunk: list[Item] = []
         async for item in items:
             chunk.append(item)
             if len(chunk) >= chunk_size:
-                yield await self.evaluate_chunk(rs, chunk)
+                yield await self.evaluate_chunk(rs, chunk, checkpoint)
                 chunk = []
         if chunk:
-            yield await self.evaluate_chunk(rs, chunk)
+            yield await self.evaluate_chunk(rs, chunk, checkpoint)
 
     async def portfolio(self, ruleset: str, accounts: list[Any], portfolio: Any) -> dict[str, Any]:
         """The portfolio view (policy §7), every account's verdict logged."""

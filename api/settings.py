@@ -5,10 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.runtime.loader import rulesets_folder
+
+from .redact import redact_url
 
 MiB = 1024 * 1024
 
@@ -49,18 +51,55 @@ class Settings(BaseSettings):
     log_chunk_size: int = Field(
         default=256, gt=0, description="Batch verdicts written to the decision log per transaction."
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a connection has to send a request's headers (from its start, or "
+        "from the previous response), else it is closed (with a 408 if it had begun).",
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time kaq waits for a request body, plus 1 s per body_min_bytes_per_second "
+        "received; beyond it the request is answered 408.",
+    )
+    body_min_bytes_per_second: int = Field(
+        default=500,
+        gt=0,
+        description="Average rate a body (an NDJSON stream too) must keep after its first "
+        "body_timeout_seconds.",
+    )
 
     @field_validator("db_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
-            raise ValueError("KAQ_DB_URL must start with sqlite:// or postgresql://")
+            raise ValueError("must start with sqlite:// or postgresql://")
         return value
 
     @property
     def admin_enabled(self) -> bool:
         """Admin endpoints answer only when a non-empty token is configured."""
         return bool(self.admin_token and self.admin_token.get_secret_value())
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """Each settings error as `KAQ_NAME: message (got value)`, for an operator to act on.
+
+    A value is shown redacted (a URL's password never appears) and a secret field's
+    value not at all: these lines go to a terminal and to logs.
+    """
+    lines = []
+    for e in exc.errors(include_url=False):
+        field = str(e["loc"][0]) if e["loc"] else ""
+        line = f"KAQ_{field.upper()}: {e['msg'].removeprefix('Value error, ')}"
+        info = Settings.model_fields.get(field)
+        secret = info is not None and "SecretStr" in str(info.annotation)
+        if "input" in e and not secret:
+            value = e["input"]
+            line += f" (got {redact_url(value) if isinstance(value, str) else value!r})"
+        lines.append(line)
+    return lines
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from .bodies import JsonLimits
+from .bodies import BodyPace, JsonLimits
 from .decision_log import DecisionLog
 from .errors import ServiceUnavailable
 from .metrics import Metrics
@@ -28,6 +28,10 @@ class AppState:
     @property
     def limits(self) -> JsonLimits:
         return JsonLimits(self.settings.max_json_depth, self.settings.max_string_chars)
+
+    @property
+    def pace(self) -> BodyPace:
+        return BodyPace(self.settings.body_timeout_seconds, self.settings.body_min_bytes_per_second)
 
 
 def state_of(request: Request) -> AppState:

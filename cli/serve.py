@@ -1,4 +1,4 @@
-"""`kaq serve`: run the HTTP API (`api.app:app`) with uvicorn.
+"""`kaq serve`: run the HTTP API (`api.app:app`) with uvicorn, configured by `api.server`.
 
 Several workers are separate processes under uvicorn's supervisor, which
 replaces a worker that dies and, on SIGHUP, starts fresh workers (each loads
@@ -58,9 +58,15 @@ def _preflight(settings: Any) -> None:
 
     Without this, uvicorn would print a traceback per worker (and keep restarting them).
     """
+    from api.decision_log import check_opens
     from cli._common import print_diagnostics
     from engine.errors import RulesetError
     from engine.runtime.loader import load_rulesets
+
+    problem = check_opens(settings.db_url)
+    if problem is not None:
+        typer.echo(f"kaq serve: {problem}", err=True)
+        raise typer.Exit(2)
 
     try:
         for rs in load_rulesets(settings.rulesets).values():
@@ -84,10 +90,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Run the API; one process per worker, each with its own engine."""
-        import uvicorn
         from pydantic import ValidationError
 
-        from api.settings import Settings
+        from api import server
+        from api.settings import Settings, describe_errors
 
         # Workers are fresh interpreters: settings travel in the environment.
         if rulesets is not None:
@@ -98,13 +104,8 @@ def register(app: typer.Typer) -> None:
             settings = Settings()
         except ValidationError as exc:
             # name the environment variable (or option) a person sets, not the field
-            for e in exc.errors(include_url=False):
-                field = str(e["loc"][0]) if e["loc"] else ""
-                typer.echo(
-                    f"kaq serve: KAQ_{field.upper()}: {e['msg'].removeprefix('Value error, ')}"
-                    + (f" (got {e['input']!r})" if "input" in e else ""),
-                    err=True,
-                )
+            for line in describe_errors(exc):
+                typer.echo(f"kaq serve: {line}", err=True)
             raise typer.Exit(2) from None
         if not settings.rulesets.is_dir():
             typer.echo(f"kaq serve: no ruleset folder {settings.rulesets}", err=True)
@@ -122,15 +123,12 @@ def register(app: typer.Typer) -> None:
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
             os.environ.pop("KAQ_SUPERVISOR_PID", None)
         try:
-            uvicorn.run(
-                "api.app:app",
+            server.run(
                 host=host,
                 port=port,
                 workers=workers,
                 log_level=log_level,
                 log_config=log_config(log_level),
-                timeout_graceful_shutdown=30,
-                server_header=False,
             )
         finally:
             if metrics_dir is not None:

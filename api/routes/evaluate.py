@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -11,8 +12,9 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..bodies import JSON, NDJSON, media_type, ndjson_lines, parse_json, read_capped
+from ..client import ensure_client
 from ..errors import ApiError, InvalidBody, JSONBytes, dumps, problem_for
-from ..openapi import FACT_EXAMPLES, json_body, problems
+from ..openapi import FACT_EXAMPLES, REF, json_body, problems
 from ..schemas import BatchResponse, PortfolioResponse, Verdict
 from ..service import Item, account_id_of
 from ..state import AppState, state_of
@@ -62,7 +64,7 @@ def _envelope(data: Any, allowed: set[str], state: AppState) -> list[Any]:
 @router.post(
     "/evaluate",
     summary="Evaluate one account",
-    responses={200: {"model": Verdict}, **problems(400, 404, 413, 415, 422, 503)},
+    responses={200: {"model": Verdict}, **problems(400, 404, 408, 413, 415, 422, 503)},
     response_class=JSONBytes,
     openapi_extra=json_body("Facts", FACT_EXAMPLES),
 )
@@ -70,7 +72,9 @@ async def evaluate(request: Request, ruleset: RulesetName = None) -> JSONBytes:
     """One account's facts → one verdict, logged under its `decision_id`."""
     state = state_of(request)
     media_type(request, (JSON,))
-    data = parse_json(await read_capped(request, state.settings.max_body_bytes), state.limits)
+    data = parse_json(
+        await read_capped(request, state.settings.max_body_bytes, state.pace), state.limits
+    )
     facts = _object(data, [], "The facts")
     name = ruleset or state.settings.default_ruleset
     return JSONBytes(await state.service.evaluate(name, facts))
@@ -82,26 +86,14 @@ async def evaluate(request: Request, ruleset: RulesetName = None) -> JSONBytes:
     responses={
         200: {
             "model": BatchResponse,
-            "content": {
-                "application/x-ndjson": {
-                    "schema": {"type": "string"},
-                    "example": '{"decision_id":"01J...","account_id":"A-1",...}\n'
-                    '{"index":1,"account_id":"A-2","error":{"type":"urn:kaq:problem:invalid-facts",...}}\n',
-                }
-            },
+            "content": {"application/x-ndjson": {"schema": {"$ref": REF + "BatchResultLines"}}},
         },
-        **problems(400, 404, 413, 415, 422, 503),
+        **problems(400, 404, 408, 413, 415, 422, 503),
     },
     response_class=JSONBytes,
     openapi_extra=json_body(
         "BatchRequest",
-        **{
-            "application/x-ndjson": {
-                "schema": {"type": "string", "description": "One facts object per line."},
-                "example": '{"account_id": "A-1", "annual_spend": 5000000}\n'
-                '{"account_id": "A-2", "product_fit": "strong"}\n',
-            }
-        },
+        **{"application/x-ndjson": {"schema": {"$ref": REF + "BatchLines"}}},
     ),
 )
 async def evaluate_batch(request: Request, ruleset: RulesetName = None) -> Any:
@@ -111,7 +103,9 @@ async def evaluate_batch(request: Request, ruleset: RulesetName = None) -> Any:
     name = ruleset or state.settings.default_ruleset
     if kind == NDJSON:
         return _stream(request, state, name)
-    data = parse_json(await read_capped(request, state.settings.max_batch_bytes), state.limits)
+    data = parse_json(
+        await read_capped(request, state.settings.max_batch_bytes, state.pace), state.limits
+    )
     accounts = _envelope(data, {"accounts"}, state)
     items = [
         Item(i, raw)
@@ -125,7 +119,9 @@ async def evaluate_batch(request: Request, ruleset: RulesetName = None) -> Any:
         )
         for i, raw in enumerate(accounts)
     ]
-    results = await state.service.evaluate_batch(name, items, state.settings.log_chunk_size)
+    results = await state.service.evaluate_batch(
+        name, items, state.settings.log_chunk_size, partial(ensure_client, request.scope)
+    )
     return JSONBytes({"results": results})
 
 
@@ -138,7 +134,7 @@ def _stream(request: Request, state: AppState, name: str) -> StreamingResponse:
         raise
 
     async def items() -> AsyncIterator[Item]:
-        async for line in ndjson_lines(request, state.settings.max_body_bytes):
+        async for line in ndjson_lines(request, state.settings.max_body_bytes, state.pace):
             if line.error is not None:
                 yield Item(line.index, None, line.error)
                 continue
@@ -152,8 +148,10 @@ def _stream(request: Request, state: AppState, name: str) -> StreamingResponse:
 
     async def body() -> AsyncIterator[bytes]:
         try:
+            # A client that leaves stops the stream within the chunk in hand: no more
+            # lines read, evaluated or logged for nobody (ClientDisconnect ends it).
             async for results in state.service.stream_batch(
-                rs, items(), state.settings.log_chunk_size
+                rs, items(), state.settings.log_chunk_size, partial(ensure_client, request.scope)
             ):
                 yield b"".join(dumps(r) + b"\n" for r in results)
         except ApiError as exc:  # e.g. the decision log failed: say so on the stream, then stop
@@ -188,7 +186,7 @@ class DuplexStream(StreamingResponse):
     "/portfolio/evaluate",
     tags=["portfolio"],
     summary="Evaluate a portfolio (policy §7)",
-    responses={200: {"model": PortfolioResponse}, **problems(400, 404, 413, 415, 422, 503)},
+    responses={200: {"model": PortfolioResponse}, **problems(400, 404, 408, 413, 415, 422, 503)},
     response_class=JSONBytes,
     openapi_extra=json_body("PortfolioRequest"),
 )
@@ -196,7 +194,9 @@ async def evaluate_portfolio(request: Request, ruleset: RulesetName = None) -> J
     """Every account's verdict, the portfolio findings and the counts."""
     state = state_of(request)
     media_type(request, (JSON,))
-    data = parse_json(await read_capped(request, state.settings.max_batch_bytes), state.limits)
+    data = parse_json(
+        await read_capped(request, state.settings.max_batch_bytes, state.pace), state.limits
+    )
     accounts = _envelope(data, {"accounts", "portfolio"}, state)
     bad = [
         {"loc": ["accounts", i], "msg": "not an object", "type": "dict_type"}

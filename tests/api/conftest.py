@@ -182,8 +182,14 @@ def start_server(
     port: int | None = None,
     db_url: str | None = None,
     ready_timeout: float = 60,
+    env: dict[str, str] | None = None,
+    new_session: bool = False,
 ) -> Server:
-    """Start `kaq serve` and wait until /readyz answers 200 (on every worker's socket)."""
+    """Start `kaq serve` and wait until /readyz answers 200 (on every worker's socket).
+
+    `env` adds to the environment of the server (e.g. `KAQ_*` settings); with
+    `new_session` the server leads its own process group (`os.killpg` kills it whole).
+    """
     import subprocess
     import sys
     import time
@@ -194,7 +200,7 @@ def start_server(
     port = port or free_port()
     db_url = db_url or f"sqlite:///{tmp / 'kaq.db'}"
     log = tmp / f"server-{port}-{time.time_ns()}.log"
-    env = {**os.environ, "KAQ_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {**os.environ, "KAQ_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
     if tiny:
         env["KAQ_DEFAULT_RULESET"] = "tiny"
     cmd = [
@@ -212,7 +218,14 @@ def start_server(
         "warning",
     ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
     server = Server(proc, f"http://127.0.0.1:{port}", db_url, log)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:

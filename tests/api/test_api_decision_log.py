@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
+import shutil
 import sqlite3
-from contextlib import closing
+import subprocess
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import KEY_FACTS, running, settings_for
+from conftest import KEY_FACTS, PG_URL, running, settings_for
 
 from api.decision_log import (
     MIGRATIONS,
@@ -18,7 +23,6 @@ from api.decision_log import (
     DecisionLogError,
     SchemaTooNew,
     backend_for,
-    redacted,
 )
 from api.ids import new_decision_id
 
@@ -173,14 +177,6 @@ async def test_evaluate_is_503_when_the_log_cannot_be_written(tmp_path: Path) ->
         assert (await r.client.get("/healthz")).status_code == 200
 
 
-def test_urls_are_logged_without_their_password() -> None:
-    assert redacted("postgresql://kaq:s3cret@db.internal:5433/kaq") == (
-        "postgresql://kaq:***@db.internal:5433/kaq"
-    )
-    assert redacted("postgresql://kaq@db/kaq") == "postgresql://kaq@db/kaq"
-    assert redacted("sqlite:///kaq.db") == "sqlite:///kaq.db"
-
-
 def test_many_sqlite_logs_opening_a_new_file_at_once_all_switch_to_wal(tmp_path: Path) -> None:
     # regression: concurrent `PRAGMA journal_mode=WAL` answered "database is locked" at once
     async def round_trip(i: int) -> None:
@@ -193,3 +189,105 @@ def test_many_sqlite_logs_opening_a_new_file_at_once_all_switch_to_wal(tmp_path:
             await round_trip(i)
 
     asyncio.run(main())
+
+
+def _can_chattr() -> bool:
+    return os.geteuid() == 0 and shutil.which("chattr") is not None
+
+
+# How a log stops taking writes while its lock is still granted: the files may not grow
+# (RLIMIT_FSIZE, like a full disk: any user, any file system; Python ignores SIGXFSZ, so
+# the write fails with EFBIG), and the audit's own case, the files made immutable
+# (chattr +i: root only, so generated only where it can run).
+UNWRITABLE = ["file size limit"] + (["immutable files"] if _can_chattr() else [])
+
+
+@contextmanager
+def _unwritable(how: str, folder: Path) -> Iterator[None]:
+    # The -shm index too: SQLite writes it through a shared mapping, and an immutable
+    # mapped file answers that write with SIGBUS, killing the process, unless kaq asks first.
+    files = [folder / "kaq.db", folder / "kaq.db-wal", folder / "kaq.db-shm"]
+    if how == "file size limit":
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        # A commit appends to the WAL: it may not grow past its size now.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (files[1].stat().st_size, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        return
+    for f in files:
+        subprocess.run(["chattr", "+i", str(f)], check=True)
+    try:
+        yield
+    finally:
+        for f in files:
+            subprocess.run(["chattr", "-i", str(f)], check=True)
+
+
+@pytest.mark.parametrize("how", UNWRITABLE)
+async def test_readyz_is_503_while_the_log_cannot_commit_and_200_again_after(
+    tmp_path: Path, how: str
+) -> None:
+    # regression: with the files immutable every evaluation was 503 but /readyz 200
+    # (the probe took a lock and wrote nothing)
+    async with running(settings_for(tmp_path)) as r:
+        first = await r.client.post("/v1/evaluate", json=KEY_FACTS)
+        assert first.status_code == 200
+        with _unwritable(how, tmp_path):
+            assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 503
+            ready = await r.client.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            assert ready.json()["type"] == "urn:kaq:problem:decision-log-unavailable"
+            # A read must not crash either (a reader writes its mark into the -shm index).
+            read = await r.client.get(f"/v1/decisions/{first.json()['decision_id']}")
+            assert read.status_code == (503 if how == "immutable files" else 200)
+        assert (await r.client.get("/readyz")).status_code == 200
+        assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 200
+
+
+async def test_postgres_schema_dropped_and_recreated_empty_is_healed(pg_url: str, tmp_path) -> None:
+    # regression: every evaluation answered 503 (relation "decisions" does not exist) while
+    # /readyz answered 200; the schema was only created at start
+    import psycopg
+
+    schema = pg_url.rsplit("%3D", 1)[1]
+
+    def drop(recreate: bool) -> None:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            if recreate:
+                conn.execute(f'CREATE SCHEMA "{schema}"')
+
+    async with running(settings_for(tmp_path, db_url=pg_url)) as r:
+        assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 200
+        drop(recreate=True)
+        one = await r.client.post("/v1/evaluate", json=KEY_FACTS)
+        assert one.status_code == 200, one.text
+        found = await r.client.get(f"/v1/decisions/{one.json()['decision_id']}")
+        assert found.status_code == 200
+        drop(recreate=True)
+        assert (await r.client.get("/readyz")).status_code == 200
+        assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 200
+        # Nowhere to create the tables: not ready, until the schema is back.
+        drop(recreate=False)
+        assert (await r.client.get("/readyz")).status_code == 503
+        assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 503
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        assert (await r.client.get("/readyz")).status_code == 200
+        assert await r.state.decision_log.schema_version() == SCHEMA_VERSION
+
+
+async def test_a_deleted_sqlite_file_is_recreated_not_written_as_a_ghost(tmp_path: Path) -> None:
+    # Writing on through the open connection would "commit" into an unlinked file.
+    async with running(settings_for(tmp_path)) as r:
+        assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 200
+        for f in tmp_path.glob("kaq.db*"):
+            f.unlink()
+        one = await r.client.post("/v1/evaluate", json=KEY_FACTS)
+        assert one.status_code == 200
+        with sqlite3.connect(tmp_path / "kaq.db") as conn:
+            ids = [row[0] for row in conn.execute("SELECT decision_id FROM decisions")]
+        assert ids == [one.json()["decision_id"]]
+        assert (await r.client.get("/readyz")).status_code == 200

@@ -241,3 +241,18 @@ async def test_an_engine_failure_on_valid_facts_is_a_logged_500_not_the_callers_
         text = (await r.client.get("/metrics")).text
         assert 'kaq_http_requests_total{method="POST",route="/v1/evaluate",status="500"}' in text
         assert (await r.client.post("/v1/evaluate", json=KEY_FACTS)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/rulesets/"), ("GET", "/healthz/"), ("POST", "/v1/evaluate/")],
+)
+async def test_a_trailing_slash_is_a_404_naming_the_path_never_a_redirect_to_the_host_header(
+    svc: Running, method: str, path: str
+) -> None:
+    # regression: 307 to http://evil.example/v1/rulesets (the Host header, reflected)
+    r = await svc.client.request(method, path, headers={"host": "evil.example"}, json={})
+    assert r.status_code == 404 and "location" not in r.headers
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "evil" not in r.text and path.rstrip("/") in r.json()["detail"]
+    assert (await svc.client.get(path.rstrip("/"))).status_code in (200, 405)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import KEY_FACTS, start_server, stop_server
+from conftest import KEY_FACTS, _cmdline, start_server, stop_server
 
 from api.openapi import GUARDRAIL, KEY_ACCOUNT, POTENTIAL
 
@@ -103,6 +103,78 @@ def test_kill_9_under_load_loses_no_answered_decision(tmp_path: Path) -> None:
         stop_server(restarted)
 
 
+def _batch_load(url: str, stop: threading.Event, ok_ids: list[str], n: int) -> None:
+    """JSON batches of 5: every verdict in an answered batch is acknowledged."""
+    with httpx.Client(base_url=url, timeout=10) as c:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            accounts = [{"account_id": f"B-{n}-{i}-{j}", "annual_spend": j} for j in range(5)]
+            try:
+                r = c.post("/v1/evaluate/batch", json={"accounts": accounts})
+            except httpx.HTTPError:
+                continue
+            if r.status_code == 200:
+                ok_ids.extend(x["decision_id"] for x in r.json()["results"])
+
+
+def _stored_ids(db_url: str) -> set[str]:
+    if db_url.startswith("sqlite"):
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+            return {row[0] for row in conn.execute("SELECT decision_id FROM decisions")}
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        return {row[0] for row in conn.execute("SELECT decision_id FROM decisions")}
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_kill_9_of_two_workers_under_load_loses_no_acknowledged_decision(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    db_url = (
+        f"sqlite:///{tmp_path / 'kaq.db'}"
+        if database == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    server = start_server(tmp_path, workers=2, tiny=True, db_url=db_url, new_session=True)
+    workers = server.wait_for_workers(2)
+    assert len(workers) == 2
+    stop = threading.Event()
+    ok_ids: list[str] = []
+    threads = [
+        threading.Thread(target=_load, args=(server.url, stop, ok_ids, n)) for n in range(6)
+    ] + [threading.Thread(target=_batch_load, args=(server.url, stop, ok_ids, n)) for n in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    os.killpg(server.proc.pid, signal.SIGKILL)  # the supervisor and both workers at once
+    server.proc.wait(10)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    answered = list(ok_ids)
+    assert len(answered) > 100
+    for pid in workers:  # no worker survived to finish writing after the kill
+        assert not Path(f"/proc/{pid}").exists() or b"spawn_main" not in _cmdline(pid)
+
+    restarted = start_server(tmp_path, workers=2, tiny=True, db_url=db_url)
+    try:
+        stored = _stored_ids(db_url)
+        missing = [d for d in answered if d not in stored]
+        print(
+            f"\nkill -9 of 2 workers on {database}: {len(answered)} acknowledged, "
+            f"{len(stored)} stored, {len(missing)} missing"
+        )
+        assert not missing
+        with httpx.Client(base_url=restarted.url, timeout=10) as c:
+            for decision_id in (answered[0], answered[-1]):
+                assert c.get(f"/v1/decisions/{decision_id}").status_code == 200
+            assert c.post("/v1/evaluate", json={"account_id": "after"}).status_code == 200
+    finally:
+        stop_server(restarted)
+
+
 def test_a_killed_worker_is_replaced_and_the_others_keep_serving(tmp_path: Path) -> None:
     server = start_server(tmp_path, workers=2, tiny=True)
     try:
@@ -157,3 +229,40 @@ def test_sighup_reloads_the_rulesets(tmp_path: Path, workers: int) -> None:
         assert version == "2"
     finally:
         stop_server(server)
+
+
+def test_serve_with_an_unreachable_postgres_says_so_in_one_line_and_exits_2(
+    tmp_path: Path,
+) -> None:
+    # regression: a 65-line traceback per worker (and exit 3)
+    import subprocess
+    import sys
+
+    from conftest import REPO, copy_rulesets, free_port
+
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/test?sslpassword=hunter3"
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "kaq"),
+            "serve",
+            "--rulesets",
+            str(copy_rulesets(tmp_path / "rulesets", tiny=True)),
+            "--port",
+            str(free_port()),
+            "--db",
+            url,
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "KAQ_DEFAULT_RULESET": "tiny"},
+        timeout=60,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert len(out.strip().splitlines()) == 1, out
+    assert "hunter" not in out and "Traceback" not in out
+    assert "postgresql://postgres:***@127.0.0.1:" in out and "cannot be opened" in out
+    assert "Connection refused" in out

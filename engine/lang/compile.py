@@ -45,8 +45,10 @@ from engine.lang.program import (
     RESERVED,
     Compiled,
     Derived,
+    PlaybookEntry,
     Program,
     Rule,
+    RulePart,
     Step,
 )
 from engine.lang.shape import check_shape, looks_numeric
@@ -291,6 +293,8 @@ class _Compiler:
         if u.base:
             self._check_portfolio_measures()
         self._check_derived(u)
+        if not u.base and self.doc.advice is not None:
+            self._check_advice(u)
         ids: dict[str, int] = {}
         for i, rdecl in enumerate(u.rule_decls):
             path = u.rules_path + (i,)
@@ -309,6 +313,33 @@ class _Compiler:
                 u.rules.append(r)
         self._check_weights(u)
         self._check_steps(u)
+
+    def _check_advice(self, u: _Unit) -> None:
+        doc = self.doc
+        advice = doc.advice
+        assert advice is not None
+        for key in ("ladder", "playbook_for"):
+            for i, q in enumerate(getattr(advice, key)):
+                if q not in doc.qualifications:
+                    self.err(
+                        ("advice", key, i),
+                        "ruleset.unknown_qualification",
+                        f"unknown qualification `{q}`",
+                        suggest(q, doc.qualifications, "declare it under `qualifications:`"),
+                    )
+        if len(set(advice.ladder)) != len(advice.ladder):
+            self.err(
+                ("advice", "ladder"), "ruleset.shape", "a qualification is twice on the ladder"
+            )
+        for q, text in advice.recommendations.items():
+            if q not in doc.qualifications:
+                self.err_key(
+                    ("advice", "recommendations", q),
+                    "ruleset.unknown_qualification",
+                    f"unknown qualification `{q}`",
+                    suggest(q, doc.qualifications, "declare it under `qualifications:`"),
+                )
+            self._check_template(("advice", "recommendations", q), text, u.symbols)
 
     def _check_portfolio_measures(self) -> None:
         doc = self.doc
@@ -450,6 +481,8 @@ class _Compiler:
                 lw.add(r.id, "ppos", r.level, r.partly, True, r)
             for j, (_sev, n) in enumerate(r.escalations):
                 lw.add(r.id, f"esc{j}", r.level, n, True, r)
+            for j, part in enumerate(r.parts):
+                lw.add(r.id, f"part{j}", r.level, part.node, True, r)
         for s in prog.steps:
             if s.node is not None:
                 s.engine = lw.add(f"decision.{s.index + 1}", "step", s.level, s.node, True, None)
@@ -457,6 +490,10 @@ class _Compiler:
             r.cond_fn = E.closure(r.cond)
             r.partly_fn = E.closure(r.partly) if r.partly is not None else None
             r.esc_fns = [E.closure(n) for _sev, n in r.escalations]
+            for part in r.parts:
+                part.fn = E.closure(part.node)
+            for item in r.playbook:
+                item.done_fn = E.closure(item.done) if item.done is not None else None
             r.records_fn = E.comparisons_closure(r.comparisons) if r.comparisons else None
         for s in prog.steps:
             s.fn = E.closure(s.node) if s.node is not None else None
@@ -624,7 +661,23 @@ class _Compiler:
                 self.err(path + ("weight",), "ruleset.type", "a weight cannot be negative")
                 ok = False
 
-        when = self.parse(path + ("when",), decl.when, symbols)
+        part_nodes: list[E.Node | None] = [
+            self.parse(path + ("parts", j, "when"), part.when, symbols)
+            for j, part in enumerate(decl.parts)
+        ]
+        if decl.parts:
+            when = (
+                None
+                if any(n is None for n in part_nodes)
+                else (
+                    part_nodes[0]
+                    if len(part_nodes) == 1
+                    else E.Or([n for n in part_nodes if n is not None], type=E.BOOL)
+                )
+            )
+        else:
+            assert decl.when is not None
+            when = self.parse(path + ("when",), decl.when, symbols)
         applies = (
             self.parse(path + ("applies_when",), decl.applies_when, symbols)
             if decl.applies_when
@@ -663,6 +716,25 @@ class _Compiler:
         r.cond = guard(when)
         r.partly = guard(partly) if partly is not None else None
         r.escalations = [(sev, E.And([r.cond, n], type=E.BOOL)) for sev, n in escal]
+        r.esc_texts = [
+            (
+                esc.message.model_dump() if esc.message else None,
+                esc.recommendation.model_dump() if esc.recommendation else None,
+            )
+            for esc in decl.escalate
+        ]
+        r.scope = self._scope([when])
+        for j, (part, node) in enumerate(zip(decl.parts, part_nodes, strict=True)):
+            assert node is not None
+            r.parts.append(
+                RulePart(
+                    part.id or f"part{j + 1}",
+                    guard(node),
+                    self._scope([node]),
+                    part.message.model_dump() if part.message else None,
+                    part.recommendation.model_dump() if part.recommendation else None,
+                )
+            )
         nodes = [n for n in (applies, when, partly) if n is not None] + [n for _, n in escal]
         reads: list[str] = []
         deps: list[str] = []
@@ -711,10 +783,35 @@ class _Compiler:
         if decl.recommendation:
             self._check_template(path + ("recommendation",), decl.recommendation, symbols)
             r.recommendation = decl.recommendation.model_dump()
+        for j, esc in enumerate(decl.escalate):
+            for key in ("message", "recommendation"):
+                text = getattr(esc, key)
+                if text is not None:
+                    self._check_template(path + ("escalate", j, key), text, symbols)
+        for j, part in enumerate(decl.parts):
+            for key in ("message", "recommendation"):
+                text = getattr(part, key)
+                if text is not None:
+                    self._check_template(path + ("parts", j, key), text, symbols)
         for j, item in enumerate(decl.playbook):
-            self._check_template(path + ("playbook", j), item, symbols)
-        r.playbook = [p.model_dump() for p in decl.playbook]
+            text = Text(en=item.en, zh=item.zh)
+            self._check_template(path + ("playbook", j), text, symbols)
+            done = (
+                self.parse(path + ("playbook", j, "done_when"), item.done_when, symbols)
+                if item.done_when
+                else None
+            )
+            if item.done_when and done is None:
+                ok = False
+            r.playbook.append(PlaybookEntry(text.model_dump(), done))
         return r if ok else None
+
+    def _scope(self, nodes: list[E.Node | None]) -> str:
+        """ "company" when every fact the conditions read is declared `scope: company`."""
+        facts = self.doc.facts
+        read = [x.name for n in nodes if n is not None for x in E.names(n) if x.scope == "fact"]
+        company = bool(read) and all(facts[f].scope == "company" for f in read if f in facts)
+        return "company" if company else "account"
 
     def _check_template(
         self, path: tuple[Any, ...], text: Text, symbols: Mapping[str, E.Symbol]

@@ -12,7 +12,9 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 RULESET_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 
-Unit = Literal["money", "percent", "ratio", "years", "count", "points"]
+# percentile: a rank among customers, 0 = the top ("in the top 5%", "in the bottom half")
+Unit = Literal["money", "percent", "percentile", "ratio", "years", "count", "points"]
+Scope = Literal["account", "company"]
 Severity = Literal["info", "warning", "high"]
 SEVERITIES = ("info", "warning", "high")  # lowest first: the one severity order
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -34,6 +36,7 @@ class Text(_Strict):
 
 class FactDecl(_Strict):
     type: Literal["string", "integer", "number", "boolean", "enum", "list"]
+    label: Text | None = None  # its short name for people ("purchase pattern", "采购方式")
     required: bool = False
     values: list[str] | None = None
     min: float | None = None
@@ -43,6 +46,10 @@ class FactDecl(_Strict):
     description: Text | None = None
     labels: dict[str, Text] | None = None  # how enum / list values read in messages
     missing: Text | None = None  # what messages say when the fact is unknown
+    # a fact the account's team can change (what it would take tries changing it)
+    actionable: bool = False
+    # a fact about our company, not the account: findings only it made fire are company's
+    scope: Scope = "account"
 
     @model_validator(mode="after")
     def _values_fit_type(self) -> FactDecl:
@@ -63,9 +70,12 @@ class FactDecl(_Strict):
         if self.max_length is not None and self.type != "string":
             raise ValueError("`max_length` only applies to string facts")
         if self.labels is not None:
-            if self.type not in ("enum", "list"):
-                raise ValueError("`labels` only apply to enum and list facts")
-            unknown = [k for k in self.labels if k not in (self.values or [])]
+            if self.type not in ("enum", "list", "string"):
+                raise ValueError("`labels` only apply to enum, list and string facts")
+            # a free-text fact may label the values it commonly takes; others print as sent
+            unknown = [
+                k for k in self.labels if self.type != "string" and k not in (self.values or [])
+            ]
             if unknown:
                 raise ValueError(
                     f"`labels` names values the fact cannot take: {', '.join(unknown)}"
@@ -100,6 +110,26 @@ class DerivedDecl(_Strict):
 class Escalation(_Strict):
     severity: Severity
     when: str
+    # when this level is the finding's severity, its texts replace the rule's own
+    message: Text | None = None
+    recommendation: Text | None = None
+
+
+class Part(_Strict):
+    """One part (a disjunct) of a guardrail's condition, with the texts said when it holds."""
+
+    id: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=64)
+    when: str
+    message: Text | None = None
+    recommendation: Text | None = None
+
+
+class PlaybookItem(_Strict):
+    """One playbook item: its text, and the condition that shows it is done already."""
+
+    en: str = Field(min_length=1)
+    zh: str = Field(min_length=1)
+    done_when: str | None = None
 
 
 class RuleDecl(_Strict):
@@ -112,14 +142,15 @@ class RuleDecl(_Strict):
     weight: float | str | None = None
     required: bool = False
     applies_when: str | None = None
-    when: str
+    when: str | None = None  # a guardrail with `parts` fires when any part holds
+    parts: list[Part] = []
     partly_when: str | None = None
     severity: Severity | None = None
     escalate: list[Escalation] = []
     # a plain {en, zh} is the message when the rule fires; or one per outcome
     message: Text | dict[str, Text] | None = None
     recommendation: Text | None = None
-    playbook: list[Text] = []
+    playbook: list[PlaybookItem] = []
 
     @model_validator(mode="after")
     def _keys_fit_kind(self) -> RuleDecl:
@@ -146,6 +177,16 @@ class RuleDecl(_Strict):
         only("severity", ("guardrail",))
         only("escalate", ("guardrail",))
         only("recommendation", ("guardrail",))
+        only("parts", ("guardrail",))
+        if self.parts and self.when is not None:
+            raise ValueError(
+                "give either `when` or `parts` (the rule fires when any part holds), not both"
+            )
+        if not self.parts and self.when is None:
+            raise ValueError("a rule needs a `when` (or, for a guardrail, `parts`)")
+        ids = [p.id for p in self.parts if p.id is not None]
+        if len(set(ids)) != len(ids):
+            raise ValueError("part ids must be unique within a rule")
         if k == "criterion" and self.weight is None:
             raise ValueError("a criterion needs a `weight` (a number or a param name)")
         if k == "segment" and not self.segment:
@@ -155,6 +196,20 @@ class RuleDecl(_Strict):
         if k == "guardrail" and not self.severity:
             raise ValueError("a guardrail needs a `severity` (info, warning or high)")
         return self
+
+
+class AdviceDecl(_Strict):
+    """What a verdict advises (policy §8), in the ruleset's own vocabulary."""
+
+    # qualifications from lowest to highest: "a step up" is the next one in this list
+    ladder: list[str] = Field(min_length=2)
+    # the qualifications whose accounts get their stage's playbook
+    playbook_for: list[str] = []
+    # the one recommendation for an account of a qualification (e.g. not a key account)
+    recommendations: dict[str, Text] = {}
+    max_paths: int = Field(default=3, ge=0, le=10)
+    max_changes: int = Field(default=2, ge=1, le=3)
+    max_next_actions: int = Field(default=3, ge=0, le=10)
 
 
 class DecisionStep(_Strict):
@@ -193,6 +248,7 @@ class RulesetDoc(_Strict):
     derived: dict[str, DerivedDecl] = {}
     rules: list[RuleDecl] = Field(min_length=1, max_length=300)
     decision: Decision
+    advice: AdviceDecl | None = None
     portfolio: PortfolioDecl | None = None
 
     @field_validator("version", mode="before")

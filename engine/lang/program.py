@@ -66,6 +66,27 @@ class EngineRule:
 
 
 @dataclass
+class RulePart:
+    """One part of a guardrail's condition: fires the rule when it holds, with its texts."""
+
+    id: str
+    node: E.Node  # the part's condition, guarded by the rule's applies_when
+    scope: str  # "company" when every fact it reads is a company fact, else "account"
+    message: dict[str, str] | None = None
+    recommendation: dict[str, str] | None = None
+    fn: Any = None  # the Kleene closure
+
+
+@dataclass
+class PlaybookEntry:
+    """A playbook item: its text, and the condition that shows it done (None: never shown)."""
+
+    text: dict[str, str]
+    done: E.Node | None = None
+    done_fn: Any = None
+
+
+@dataclass
 class Rule:
     id: str
     kind: str
@@ -84,7 +105,13 @@ class Rule:
     engine: dict[str, str] = field(default_factory=dict)  # role -> engine rule name
     messages: dict[str, dict[str, str]] = field(default_factory=dict)
     recommendation: dict[str, str] | None = None
-    playbook: list[dict[str, str]] = field(default_factory=list)
+    playbook: list[PlaybookEntry] = field(default_factory=list)
+    parts: list[RulePart] = field(default_factory=list)
+    # per escalation level: (message, recommendation), replacing the rule's at that severity
+    esc_texts: list[tuple[dict[str, str] | None, dict[str, str] | None]] = field(
+        default_factory=list
+    )
+    scope: str = "account"  # of a rule without parts: from the facts its condition reads
     # built after type-checking: closures for the explanation side
     cond_fn: Any = None
     partly_fn: Any = None

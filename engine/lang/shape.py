@@ -12,13 +12,36 @@ from engine.lang.model import FactDecl, ParamDecl, RuleDecl, RulesetDoc
 from engine.lang.source import Source, plain
 
 
+def _missing_when(src: Source, data: Any) -> list[Diagnostic]:
+    """A rule with neither `when` nor `parts` is missing its `when` (parts are for guardrails,
+    so `when` is the key to name)."""
+    out = []
+    for base in ((), ("portfolio",)):
+        node = data
+        for key in base:
+            node = node.get(key) if isinstance(node, dict) else None
+        rules = node.get("rules") if isinstance(node, dict) else None
+        for i, rule in enumerate(rules if isinstance(rules, list) else ()):
+            if isinstance(rule, dict) and "when" not in rule and not rule.get("parts"):
+                loc = (*base, "rules", i)
+                out.append(
+                    src.diag(loc, "ruleset.missing_key", f"`when` is required in {_where(loc)}")
+                )
+    return out
+
+
 def check_shape(src: Source) -> RulesetDoc:
     """The ruleset document, or RulesetError with a located diagnostic per problem."""
+    data = plain(src.doc)
+    missing = _missing_when(src, data)
     try:
-        return RulesetDoc.model_validate(plain(src.doc))
+        doc = RulesetDoc.model_validate(data)
     except ValidationError as exc:
-        diags = []
+        diags = list(missing)
         for err in exc.errors(include_url=False):
+            if "a rule needs a `when`" in err["msg"]:
+                continue  # reported above, at the rule, as the key it lacks
+
             loc = tuple(err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
             hint = None
@@ -63,6 +86,9 @@ def check_shape(src: Source) -> RulesetDoc:
                 msg = "`kaq:` must be 1 (the format version)"
             diags.append(src.diag(loc, "ruleset.shape", f"{_where(loc)}: {msg}", hint))
         raise RulesetError(diags) from None
+    if missing:
+        raise RulesetError(missing)
+    return doc
 
 
 def looks_numeric(text: str) -> str | None:

@@ -51,6 +51,8 @@ class Decision:
     undecided: dict[str, list[int]]  # fired rule id -> escalations left unknown
     step: int | None  # the decision step taken (0-based)
     missing_facts: list[str]  # input facts that would decide what is not evaluable
+    parts: dict[str, tuple[bool | None, ...]]  # fired rule with parts -> each part's value
+    scopes: dict[str, str]  # fired guardrail id -> "account" / "company" (policy §6)
 
     @property
     def account_id(self) -> Any:
@@ -89,6 +91,7 @@ class Decision:
             "outcomes": outcomes,
             "points": {rid: pts for rid, (_o, pts) in self.criteria.items()},
             "severities": dict(self.severities),
+            "scopes": dict(self.scopes),
         }
 
 
@@ -142,6 +145,8 @@ class Plan:
         severity: dict[str, str] = {}
         undecided: dict[str, list[int]] = {}
         criteria: dict[str, tuple[str, Any]] = {}
+        parts: dict[str, tuple[bool | None, ...]] = {}
+        scopes: dict[str, str] = {}
         fired_all: set[str] = set()
         step_index: int | None = None
         if self.vars0 is not None:
@@ -150,7 +155,7 @@ class Plan:
             for level, encode, rules, is_step_level, vars_ in self.levels:
                 fired = set(session.assert_level(level, encode(env)))
                 fired_all |= fired
-                for rid, pos_name, cond_fn, ppart, escs, default_sev in rules:
+                for rid, pos_name, cond_fn, ppart, escs, default_sev, rparts, scope in rules:
                     # durable_rules decides what fired; the Kleene explanation must agree,
                     # and tells not_fired (false) from not_evaluable (unknown).
                     pos = pos_name in fired
@@ -192,6 +197,22 @@ class Plan:
                                 best = rank
                                 severity[rid] = sev
                         severity.setdefault(rid, default_sev)
+                        if rparts:
+                            held = []
+                            company = True
+                            for j, (name, fn, part_scope) in enumerate(rparts):
+                                value = fn(env)
+                                if (name in fired) is not (value is True):
+                                    raise EngineError(
+                                        f"{rid}: engine and explanation disagree on part {j + 1}"
+                                    )
+                                held.append(value)
+                                if value is True and part_scope != "company":
+                                    company = False
+                            parts[rid] = tuple(held)
+                            scopes[rid] = "company" if company else "account"
+                        else:
+                            scopes[rid] = scope
                 if is_step_level and step_index is None:
                     step_index = self._step(env, fired_all, level)
                 if vars_ is not None:
@@ -218,6 +239,8 @@ class Plan:
             undecided,
             step_index,
             sorted(missing),
+            parts,
+            scopes,
         )
 
     def _step(self, env: dict[str, Any], fired_all: set[str], level: int) -> int | None:
@@ -293,7 +316,8 @@ def _rule_plan(r: Rule) -> tuple[Any, ...]:
         for j, (sev, _node) in enumerate(r.escalations)
     )
     default = (r.decl.severity or "warning") if r.kind == "guardrail" else None
-    return (r.id, r.engine["pos"], r.cond_fn, ppart, escs, default)
+    parts = tuple((r.engine[f"part{j}"], p.fn, p.scope) for j, p in enumerate(r.parts))
+    return (r.id, r.engine["pos"], r.cond_fn, ppart, escs, default, parts, r.scope)
 
 
 # --------------------------------------------------------------------------- stage facts

@@ -26,6 +26,7 @@ from engine.lang.model import SEVERITY_RANK, FactDecl
 from engine.lang.program import Compiled, Program, Rule
 from engine.runtime import facts as F
 from engine.runtime._durable import EngineRuleset
+from engine.runtime.advise import Advisor
 from engine.runtime.decide import Decision, Plan, RulesetRef
 from engine.runtime.explain import Explainer
 from engine.runtime.texts import Texts
@@ -50,13 +51,14 @@ class PreparedRuleset:
         self.program: Program = compiled.program
         self.texts = Texts(compiled)
         self.plan = Plan(self.program, self.ref)
-        self.explainer = Explainer(self.program, self.texts)
+        self.explainer = Explainer(self.program, self.texts, doc.advice)
         port = compiled.portfolio
         self.portfolio_program: Program | None = port
         self.portfolio_params: dict[str, Any] = dict(port.params) if port else {}
         self._port_model = F.build_model(doc.name + "_portfolio", port.facts) if port else None
         self._port_plan = Plan(port, self.ref) if port else None
         self.engine = _engine_for(self.name, self.program)
+        self.advisor = Advisor(compiled, self.plan, self.engine, self.texts)
         try:
             self.portfolio_engine = _engine_for(self.name + "-portfolio", port) if port else None
         except EngineError:
@@ -118,9 +120,19 @@ class PreparedRuleset:
         """The full verdict of a decision of this ruleset (plain data, no decision_id).
 
         ``texts=False`` skips what only people read (messages, recommendations, summary,
-        trace comparisons).
+        trace comparisons) and the advice, which only people read.
         """
-        return self.explainer.explain(decision, texts=texts)
+        verdict = self.explainer.explain(decision, texts=texts)
+        if not texts:
+            return verdict
+        advice = self.advisor.advise(decision)
+        advice["next_actions"] = self.advisor.next_actions(verdict, advice["what_it_would_take"])
+        out: dict[str, Any] = {}
+        for key, value in verdict.items():
+            out[key] = value
+            if key == "recommendations":
+                out.update(advice)
+        return out
 
     def evaluate(self, raw: Any, *, texts: bool = True) -> dict[str, Any]:
         """Validate, decide and explain one account: the verdict as plain data."""
@@ -169,6 +181,7 @@ class PreparedRuleset:
                 {
                     "rule": r.id,
                     "severity": d.severities.get(r.id) or r.decl.severity or "info",
+                    "scope": "company",  # the portfolio is the company's, not an account's
                     "message": self.texts.message(r, "fired", port)(env),
                     "recommendation": self.texts.render(r.recommendation, env, port),
                     "facts": {n: env.get(n) for n in r.reads},

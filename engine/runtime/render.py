@@ -64,6 +64,15 @@ def _money_zh(value: float, currency: str) -> str:
     return f"{sign}{_group(a / size, 2)}{unit}{suffix}"
 
 
+def percentile(value: float, lang: str) -> str:
+    """A rank among customers (0 = the top) as people say it: never "the top 100%"."""
+    if value <= 0:
+        return "排名最前" if lang == "zh" else "at the very top"
+    if value <= 50:
+        return f"前{_group(value, 1)}%" if lang == "zh" else f"in the top {_group(value, 1)}%"
+    return "后半段" if lang == "zh" else "in the bottom half"
+
+
 def format_value(value: Any, unit: str | None, lang: str, currency: str = "CNY") -> str:
     """A value as a person reads it in `lang` ('en' or 'zh')."""
     if value is None:
@@ -87,6 +96,8 @@ def format_value(value: Any, unit: str | None, lang: str, currency: str = "CNY")
         return _money_zh(value, currency) if lang == "zh" else _money_en(value, currency)
     if unit == "percent":
         return f"{_group(value, 1)}%"
+    if unit == "percentile":
+        return percentile(value, lang)
     if unit == "ratio":
         return f"{value:.2f}"
     return _number(value)

@@ -19,13 +19,13 @@ def test_not_met_reason_names_the_failed_criterion(rs):
     v = rs.evaluate({"account_id": "A", "product_fit": "none", "purchasing_model": "centralized"})
     assert v["qualification"] == "not_key_account"
     assert "Required criterion not met: product fit." in v["summary"]["en"]
-    assert "硬指标不满足：产品适合。" in v["summary"]["zh"]
+    assert "硬指标不达标：产品对路。" in v["summary"]["zh"]
 
 
 def test_insufficient_data_reason_names_every_undecided_criterion(rs):
     v = rs.evaluate({"account_id": "A", "product_fit": "strong"})
     assert v["qualification"] == "insufficient_data"
-    assert "centralized purchasing and recurring purchases" in v["summary"]["en"]
+    assert "central purchasing and recurring purchases" in v["summary"]["en"]
     assert "统一采购和持续采购" in v["summary"]["zh"]
 
 

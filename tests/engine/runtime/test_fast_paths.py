@@ -110,9 +110,22 @@ def test_memoised_messages_equal_fresh_rendering(rs: Any, data: st.DataObject) -
                 assert crit["message"] == fresh(text)
         for g in verdict["guardrails"]:
             rule = next(r for r in rs.rules if r.id == g["rule"])
-            if "fired" in rule.messages:
+            # a finding says its head message, then the parts that hold; a severity level
+            # with texts of its own replaces the head
+            levels = {
+                sev
+                for (sev, _n), (m, _r) in zip(rule.escalations, rule.esc_texts, strict=True)
+                if m
+            }
+            if "fired" in rule.messages and not rule.parts and g["severity"] not in levels:
                 assert g["message"] == fresh(rule.messages["fired"])
-            if rule.recommendation:
+            for part in g.get("parts", ()):
+                decl = next(p for p in rule.parts if p.id == part["part"])
+                if decl.message:
+                    assert part["message"] == fresh(decl.message)
+                if decl.recommendation:
+                    assert part["recommendation"] == fresh(decl.recommendation)
+            if rule.recommendation and not rule.parts and g["severity"] not in levels:
                 assert g["recommendation"] == fresh(rule.recommendation)
 
 

@@ -1,0 +1,618 @@
+"""Advise: what it would take, which missing facts decide, what to do next (policy §8).
+
+Every answer here is found by the engine's own evaluation: a candidate change of facts is
+applied to the account and decided again (`Plan.decide`, no texts), and only what that
+decision shows is reported. The candidates come from the compiled program, never from a
+list per rule: the thresholds its conditions compare facts with (directly, or through a
+derived fact, found by search on the derived fact's own formula), and the domains of the
+facts (enum values, booleans, list values). Which facts a salesperson can change is the
+ruleset's `actionable: true`; the qualification ladder is its `advice: ladder`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+from engine.lang import expr as E
+from engine.lang.model import AdviceDecl, FactDecl
+from engine.lang.program import Compiled, Program
+from engine.limits import MAX_MAGNITUDE
+from engine.runtime._durable import EngineRuleset
+from engine.runtime.decide import Decision, Plan, num
+from engine.runtime.render import format_value
+
+_EPS = 0.000001  # "the threshold plus or minus 0.000001" for a number fact (policy §8)
+_PAIR_BUDGET = 40  # decisions tried for two-fact paths, most promising first
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    fact: str
+    to: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Threshold:
+    """`name op constant` in a condition: the name is a fact, or a derived fact."""
+
+    name: str
+    op: str
+    value: Any
+
+
+class Advisor:
+    """The advice of one compiled ruleset (its account program)."""
+
+    def __init__(self, compiled: Compiled, plan: Plan, engine: EngineRuleset, texts: Any):
+        doc = compiled.doc
+        self.prog: Program = compiled.program
+        self.plan, self.engine, self.texts = plan, engine, texts
+        self.labels = compiled.labels
+        self.currency = doc.currency
+        self.advice: AdviceDecl | None = doc.advice
+        self.ladder: list[str] = list(doc.advice.ladder) if doc.advice else []
+        self.decls: Mapping[str, FactDecl] = doc.facts
+        self.qualification_labels = {k: v.model_dump() for k, v in doc.qualifications.items()}
+        self.actionable = [n for n, d in doc.facts.items() if d.actionable]
+        self.derived = {d.name: d for d in self.prog.derived}
+        self.thresholds = _thresholds(self.prog)
+        self.counts = _count_targets(self.prog)  # list fact -> [counts compared with]
+        self.members = _member_targets(self.prog)  # list fact -> [values tested with `in`]
+        self.decision_facts = _decision_facts(self.prog)
+        # the rules whose outcome the decision reads, by the input facts they depend on
+        self.readers: dict[str, list[Any]] = {}
+        for r in self.prog.rules:
+            if r.kind in ("criterion", "segment", "stage"):
+                for f in r.input_deps:
+                    self.readers.setdefault(f, []).append(r)
+        # a producing rule that reads outcome variables cannot be probed on old values
+        self.always_decide = any(
+            r.kind in ("criterion", "segment", "stage") and r.level > 1 for r in self.prog.rules
+        )
+        # per criterion: its comparisons, each as a Kleene check (for "closer to met")
+        self.criterion_checks = {
+            r.id: [E.closure(c) for c in r.comparisons]
+            for r in self.prog.rules
+            if r.kind == "criterion"
+        }
+        self.step_facts = {
+            n.name
+            for st in self.prog.steps
+            if st.node is not None
+            for n in E.names(st.node)
+            if n.scope == "fact"
+        }
+
+    # -- the public answers
+    def advise(self, d: Decision) -> dict[str, Any]:
+        """`what_it_would_take` and `decisive_missing_facts` of a decision."""
+        return {
+            "what_it_would_take": self.what_it_would_take(d) if self.advice else [],
+            "decisive_missing_facts": self.decisive_missing_facts(d),
+        }
+
+    def rank(self, qualification: Any) -> int:
+        """The qualification's step on the ladder (-1 when it is not on it)."""
+        try:
+            return self.ladder.index(qualification)
+        except ValueError:
+            return -1
+
+    def what_it_would_take(self, d: Decision) -> list[dict[str, Any]]:
+        """Up to `max_paths` paths up: the fewest changes of facts that lift the account at
+        least one step, each checked by deciding the account again with them applied."""
+        assert self.advice is not None
+        base = self.rank(d.qualification)
+        if base == len(self.ladder) - 1:
+            return []
+        insufficient = base < 0
+        facts = self._missing_deciding(d) if insufficient else self._could_lift(d)
+        derived = {n for r in self._lifting_rules(d) for n in r.reads if n in self.derived}
+        singles: list[tuple[Change, Decision]] = []
+        probes: list[tuple[Change, Decision, dict[str, Any]]] = []  # for the pairs
+        for change in self._candidates(d, facts, derived):
+            env2, moves = self._probe(d, change)
+            if not moves:  # no rule that the decision reads changes: nothing to decide
+                probes.append((change, d, env2))
+                continue
+            d2 = self._decide_with(d, [change])
+            if d2 is not None:
+                singles.append((change, d2))
+                probes.append((change, d2, d2.env))
+        found: list[tuple[list[Change], Decision]] = [
+            ([c], d2) for c, d2 in singles if self.rank(d2.qualification) > base
+        ]
+        if len(found) < self.advice.max_paths and self.advice.max_changes >= 2:
+            unmet = [
+                self.criterion_checks[r.id]
+                for r in self.prog.rules
+                if r.kind == "criterion" and d.criteria.get(r.id, ("",))[0] != "met"
+            ]
+            progress = [(c, x) for c, x, env2 in probes if _progress(d, x, env2, unmet)]
+            found += self._pairs(d, base, progress)
+        best: dict[frozenset[str], tuple[list[Change], Decision]] = {}
+        for changes, d2 in found:
+            key = frozenset(c.fact for c in changes)
+            held = best.get(key)
+            if held is None or _better(d2, held[1], self.rank):
+                best[key] = (changes, d2)
+        ordered = sorted(
+            best.values(),
+            key=lambda p: (len(p[0]), -self.rank(p[1].qualification), -_score(p[1])),
+        )
+        return [self._path(d, changes, d2) for changes, d2 in ordered[: self.advice.max_paths]]
+
+    def decisive_missing_facts(self, d: Decision) -> list[str]:
+        """The missing facts some value of which changes the qualification, most decisive
+        first: those that alone decide it (an account of insufficient data gets one of the
+        ladder's qualifications), then the others, each in the order of missing_facts."""
+        rows: list[tuple[int, int, str]] = []
+        for i, fact in enumerate(self._missing_deciding(d)):
+            outcomes = []
+            for change in self._candidates(d, [fact]):
+                if not self._probe(d, change)[1]:
+                    outcomes.append(d.qualification)  # nothing the decision reads moves
+                    continue
+                d2 = self._decide_with(d, [change])
+                if d2 is not None:
+                    outcomes.append(d2.qualification)
+            changed = [q for q in outcomes if q != d.qualification]
+            if not changed:
+                continue
+            decides = self.rank(d.qualification) < 0 and all(self.rank(q) >= 0 for q in outcomes)
+            rows.append((0 if decides else 1, i, fact))
+        return [fact for _g, _i, fact in sorted(rows)]
+
+    def next_actions(self, verdict: Mapping[str, Any], paths: Sequence[Mapping[str, Any]]) -> list:
+        """At most `max_next_actions`: the account's own high findings, then its warnings,
+        then the first path up; never a company-scope finding or part."""
+        limit = self.advice.max_next_actions if self.advice else 3
+        actions: list[dict[str, Any]] = []
+        for wanted in ("high", "warning"):
+            for g in verdict["guardrails"]:
+                if g["severity"] != wanted or g.get("scope") == "company":
+                    continue
+                if g.get("parts"):
+                    own = [p["recommendation"] for p in g["parts"] if p["scope"] != "company"]
+                    recs = [r for r in own if r]
+                    message = _join(recs) if recs else g.get("recommendation")
+                else:
+                    message = g.get("recommendation")
+                if message:
+                    actions.append({"rule": g["rule"], "message": message})
+        if paths:
+            actions.append({"rule": "advice.what_it_would_take", "message": paths[0]["message"]})
+        return actions[:limit]
+
+    # -- candidates
+    def _lifting_rules(self, d: Decision) -> list[Any]:
+        """The rules whose outcome could lift the account (see `_could_lift`)."""
+        failing = [
+            r
+            for r in self.prog.rules
+            if r.kind == "criterion"
+            and r.decl.required
+            and d.criteria.get(r.id, ("",))[0] == "not_met"
+        ]
+        if failing:
+            return failing
+        return [
+            r
+            for r in self.prog.rules
+            if (r.kind == "criterion" and d.criteria.get(r.id, ("",))[0] != "met")
+            or (r.kind == "segment" and d.outcomes.get(r.id) != "fired")
+        ]
+
+    def _could_lift(self, d: Decision) -> list[str]:
+        """The actionable facts read by what could still lift the account. A required
+        criterion that is not met blocks every way up, so while one is, only its facts;
+        else the criteria not fully met, the segments it is not in, and the decision steps."""
+        rules = self._lifting_rules(d)
+        wanted: set[str] = {f for r in rules for f in r.input_deps}
+        if rules and rules[0].decl.required and d.criteria.get(rules[0].id, ("",))[0] == "not_met":
+            pass  # a failing required criterion: its facts alone
+        else:
+            wanted.update(self.step_facts)
+        return [f for f in self.actionable if f in wanted]
+
+    def _missing_deciding(self, d: Decision) -> list[str]:
+        return [f for f in d.missing_facts if f in self.decision_facts]
+
+    def _candidates(
+        self, d: Decision, facts: Iterable[str], derived: set[str] | None = None
+    ) -> list[Change]:
+        """Changes of these facts worth deciding; `derived`: the derived facts whose
+        thresholds to solve for (None: all)."""
+        out: list[Change] = []
+        env = d.env
+        for fact in facts:
+            decl = self.decls.get(fact)
+            if decl is None:
+                continue
+            now = d.facts.get(fact)
+            values: list[Any] = []
+            if decl.type == "boolean":
+                values = [True, False]
+            elif decl.type == "enum":
+                values = list(decl.values or ())
+            elif decl.type in ("integer", "number"):
+                values = self._crossings(fact, decl, env, derived)
+            elif decl.type == "list":
+                values = self._list_values(fact, decl, now)
+            seen: list[Any] = []
+            for v in values:
+                if v is not None and v != now and v not in seen and _fits(decl, v):
+                    seen.append(v)
+            out.extend(Change(fact, v) for v in seen)
+        return out
+
+    def _crossings(
+        self, fact: str, decl: FactDecl, env: Mapping[str, Any], only: set[str] | None = None
+    ) -> list[Any]:
+        """Values of a number fact just on each side of every threshold it meets: the
+        thresholds it is compared with directly, and those of the derived facts it feeds."""
+        integer = decl.type == "integer"
+        out: list[Any] = []
+        for t in self.thresholds:
+            if t.name == fact and isinstance(t.value, int | float):
+                out.extend(_sides(t.op, t.value, integer))
+        for t in self.thresholds:
+            derived = self.derived.get(t.name)
+            if derived is None or fact not in derived.input_deps:
+                continue
+            if only is not None and t.name not in only:
+                continue
+            x = _solve(derived.fn, env, fact, t, decl)
+            if x is not None:
+                out.append(x)
+        return out
+
+    def _list_values(self, fact: str, decl: FactDecl, now: Any) -> list[Any]:
+        current = list(now or [])
+        domain = [v for v in decl.values or () if v not in current]
+        out: list[Any] = []
+        for k in self.counts.get(fact, ()):
+            for target in (int(k), int(k) + 1):
+                need = target - len(current)
+                if 0 < need <= len(domain):
+                    out.append(current + domain[:need])
+        for v in self.members.get(fact, ()):
+            if v not in current:
+                out.append(current + [v])
+        return out
+
+    # -- search
+    def _probe(self, d: Decision, change: Change) -> tuple[dict[str, Any], bool]:
+        """The account's values with one change (derived facts recomputed), and whether a
+        rule the decision reads (criteria, segments, stages) or a decision step itself
+        would see a different outcome: only then is the change worth deciding."""
+        env = dict(d.facts)
+        env[change.fact] = change.to
+        for dv in self.prog.derived:
+            v = dv.fn(env)
+            if v is not None:
+                env[dv.name] = E.rnd(v)
+        for var in ("score", "segments", "stage", "qualification"):
+            if var in d.env:
+                env[var] = d.env[var]
+        if self.always_decide or change.fact in self.step_facts:
+            return env, True
+        for r in self.readers.get(change.fact, ()):
+            k = r.cond_fn(env)
+            if r.partly_fn is not None and k is not True:
+                k = True if r.partly_fn(env) is True else k
+            was = d.outcomes.get(r.id)
+            now = "fired" if k is True else "not_fired" if k is False else "not_evaluable"
+            if r.kind == "criterion":
+                before = d.criteria.get(r.id, ("",))[0]
+                if r.partly_fn is not None and r.cond_fn(env) is not True and k is True:
+                    now = "partly_met"
+                elif now == "fired":
+                    now = "met"
+                elif now == "not_fired":
+                    now = "not_met"
+                if now != before:
+                    return env, True
+            elif now != was:
+                return env, True
+        return env, False
+
+    def _decide_with(self, d: Decision, changes: Sequence[Change]) -> Decision | None:
+        facts = dict(d.facts)
+        for c in changes:
+            facts[c.fact] = c.to
+        try:
+            return self.plan.decide(self.engine, facts)
+        except Exception:  # a combination the ruleset cannot decide is no path
+            return None
+
+    def _pairs(
+        self, d: Decision, base: int, progress: list[tuple[Change, Decision]]
+    ) -> list[tuple[list[Change], Decision]]:
+        """Two-fact paths, most promising first (the two changes' score gains added), each
+        minimal: neither change alone reaches the pair's qualification."""
+        s0 = _score(d)
+        pairs = [(a, b) for a, b in combinations(progress, 2) if a[0].fact != b[0].fact]
+        pairs.sort(key=lambda p: -((_score(p[0][1]) - s0) + (_score(p[1][1]) - s0)))
+        found: list[tuple[list[Change], Decision]] = []
+        for (a, da), (b, db) in pairs[:_PAIR_BUDGET]:
+            d3 = self._decide_with(d, [a, b])
+            if d3 is None:
+                continue
+            q3 = self.rank(d3.qualification)
+            if q3 > base and self.rank(da.qualification) < q3 and self.rank(db.qualification) < q3:
+                found.append(([a, b], d3))
+        return found
+
+    # -- words
+    def _path(self, d: Decision, changes: list[Change], d2: Decision) -> dict[str, Any]:
+        rows = [{"fact": c.fact, "from": d.facts.get(c.fact), "to": c.to} for c in changes]
+        message = {lang: self._path_text(d, rows, d2, lang) for lang in ("en", "zh")}
+        return {
+            "changes": rows,
+            "qualification": d2.qualification,
+            "score": d2.score,
+            "message": message,
+        }
+
+    def _path_text(self, d: Decision, rows: list[dict[str, Any]], d2: Decision, lang: str) -> str:
+        q = self.qualification_labels.get(str(d2.qualification), {}).get(lang, d2.qualification)
+        score = num(d2.score)
+        said = []
+        for r in rows:
+            label = self.fact_label(r["fact"], lang)
+            to = self.value_text(r["fact"], r["to"], lang)
+            if r["from"] is None:
+                said.append(
+                    f"{label}（尚不清楚）为{to}"
+                    if lang == "zh"
+                    else f"{label}, not known yet, is {to}"
+                )
+            else:
+                was = self.value_text(r["fact"], r["from"], lang)
+                said.append(
+                    f"{label}从{was}变为{to}"
+                    if lang == "zh"
+                    else f"{label} went from {was} to {to}"
+                )
+        if lang == "zh":
+            return "如果" + "，并且".join(said) + f"，即可成为{q}（{score}分）。"
+        return f"It would be a {q}, with {score} points, if " + " and ".join(said) + "."
+
+    def fact_label(self, fact: str, lang: str) -> str:
+        decl = self.decls.get(fact)
+        if decl is not None and decl.label is not None:
+            return getattr(decl.label, lang)
+        return fact.replace("_", " ")
+
+    def value_text(self, fact: str, value: Any, lang: str) -> str:
+        decl = self.decls.get(fact)
+        table = self.labels.get(fact, {})
+        if isinstance(value, list):
+            value = [table[v][lang] if v in table else v for v in value]
+        elif isinstance(value, str) and value in table:
+            value = table[value][lang]
+        unit = decl.unit if decl is not None else None
+        text = format_value(value, unit, lang, self.currency)
+        if unit == "years" and not isinstance(value, bool):
+            text += "年" if lang == "zh" else (" year" if value == 1 else " years")
+        return text
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _join(texts: list[dict[str, str]]) -> dict[str, str]:
+    return {"en": " ".join(t["en"] for t in texts), "zh": "".join(t["zh"] for t in texts)}
+
+
+def _score(d: Decision) -> float:
+    s = d.score
+    return float(s) if isinstance(s, int | float) else 0.0
+
+
+def _better(a: Decision, b: Decision, rank: Callable[[Any], int]) -> bool:
+    return (rank(a.qualification), _score(a)) > (rank(b.qualification), _score(b))
+
+
+def _progress(d: Decision, d2: Decision, env2: Mapping[str, Any], unmet: Sequence[Any]) -> bool:
+    """Could this change help on the way up (combined with another)? It raises the score,
+    clears a required criterion, adds a segment, or makes more of the comparisons of a
+    criterion that is not met hold (a criterion of two conditions needs both changes)."""
+    e, e2 = d.env, d2.env
+    if (
+        _score(d2) > _score(d)
+        or e2.get("required_not_met", 0) < e.get("required_not_met", 0)
+        or e2.get("required_not_evaluable", 0) < e.get("required_not_evaluable", 0)
+        or bool(set(e2.get("segments", ())) - set(e.get("segments", ())))
+    ):
+        return True
+    for checks in unmet:
+        before = sum(1 for c in checks if c(e) is True)
+        after = sum(1 for c in checks if c(env2) is True)
+        if after > before:
+            return True
+    return False
+
+
+def _fits(decl: FactDecl, v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return True
+    lo = decl.min if decl.min is not None else -MAX_MAGNITUDE
+    hi = decl.max if decl.max is not None else MAX_MAGNITUDE
+    return lo <= v <= hi and (decl.type != "integer" or float(v).is_integer())
+
+
+def _sides(op: str, c: Any, integer: bool) -> list[Any]:
+    """Values just on both sides of `x op c` (policy §8: the threshold itself for ≥ and ≤;
+    the next integer, or the threshold ± 0.000001, for > and <)."""
+    if integer:
+        lo_i, hi_i = math.ceil(c) - 1 if float(c).is_integer() else math.floor(c), math.floor(c) + 1
+        at = int(c) if float(c).is_integer() else None
+        values = [v for v in (at, lo_i, hi_i) if v is not None]
+        return [int(v) for v in values]
+    step = _EPS
+    if op in (">=", "<="):
+        return [c, c - step if op == ">=" else c + step]
+    if op in (">", "<"):
+        return [c + step if op == ">" else c - step, c]
+    return [c, c + step]
+
+
+def _solve(
+    fn: Callable[[Mapping[str, Any]], Any],
+    env: Mapping[str, Any],
+    fact: str,
+    t: _Threshold,
+    decl: FactDecl,
+) -> Any:
+    """A value of `fact` that flips `derived op threshold` for this account, if one is
+    found: an expanding search from its value, then bisection on the derived formula."""
+    cmp = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}.get(t.op)
+    if cmp is None or not isinstance(t.value, int | float):
+        return None
+    x0 = env.get(fact)
+    if x0 is None:  # not known yet: search from the bottom of its domain
+        x0 = decl.min if decl.min is not None else 0
+    if not isinstance(x0, int | float) or isinstance(x0, bool):
+        return None
+
+    def holds(x: float) -> bool | None:
+        v = fn({**env, fact: x})
+        return None if v is None else cmp(float(E.rnd(v)), float(t.value))
+
+    now = holds(float(x0))
+    if now is None:
+        return None
+    lo = decl.min if decl.min is not None else -MAX_MAGNITUDE
+    hi = decl.max if decl.max is not None else MAX_MAGNITUDE
+    for direction in (1, -1):
+        step = max(abs(float(x0)), 1.0)
+        far = float(x0)
+        for _ in range(50):
+            far = min(hi, max(lo, far + direction * step))
+            if holds(far) is not None and holds(far) != now:
+                break
+            if far in (lo, hi):
+                far = math.nan
+                break
+            step *= 2
+        else:
+            far = math.nan
+        if math.isnan(far):
+            continue
+        near = float(x0)
+        for _ in range(40):  # bisection: `near` keeps today's answer, `far` the other
+            mid = (near + far) / 2
+            if mid in (near, far):
+                break
+            if holds(mid) == now:
+                near = mid
+            else:
+                far = mid
+        # a whole figure on the far side (integer facts must be whole; for amounts it reads
+        # better), else the exact boundary found
+        x: float = float(math.ceil(far) if direction > 0 else math.floor(far))
+        if decl.type != "integer" and holds(x) == now:
+            x = far
+        if holds(float(x)) != now and lo <= x <= hi:
+            return int(x) if float(x).is_integer() and abs(x) < 2**53 else x
+    return None
+
+
+def _thresholds(prog: Program) -> list[_Threshold]:
+    """Every `name op constant` of every condition (either side), as `name op value`."""
+    out: list[_Threshold] = []
+    nodes = []
+    for r in prog.rules:
+        nodes += [r.cond, *(n for n in [r.partly] if n is not None)]
+    nodes += [s.node for s in prog.steps if s.node is not None]
+    for node in nodes:
+        for x in E.walk(node):
+            if not isinstance(x, E.Cmp):
+                continue
+            left, right = x.left, x.right
+            for name_side, const_side, op in (
+                (left, right, x.op),
+                (right, left, E.FLIPPED_OP[x.op]),
+            ):
+                if (
+                    isinstance(name_side, E.Name)
+                    and name_side.scope in ("fact", "derived")
+                    and (
+                        isinstance(const_side, E.Const)
+                        or (isinstance(const_side, E.Name) and const_side.scope == "param")
+                    )
+                ):
+                    t = _Threshold(name_side.name, op, const_side.value)
+                    if t not in out:
+                        out.append(t)
+    return out
+
+
+def _count_targets(prog: Program) -> dict[str, list[Any]]:
+    """List facts whose count (`len(list)`) is compared with a constant: the constants."""
+    out: dict[str, list[Any]] = {}
+    for r in prog.rules:
+        for x in E.walk(r.cond):
+            if isinstance(x, E.Cmp):
+                for a, b in ((x.left, x.right), (x.right, x.left)):
+                    if (
+                        isinstance(a, E.Call)
+                        and a.func in ("len", "count")
+                        and isinstance(a.args[0], E.Name)
+                        and a.args[0].scope == "fact"
+                    ):
+                        v = b.value if isinstance(b, E.Const | E.Name) else None
+                        if isinstance(v, int | float) and not isinstance(v, bool):
+                            out.setdefault(a.args[0].name, []).append(v)
+    return out
+
+
+def _member_targets(prog: Program) -> dict[str, list[Any]]:
+    """List facts tested with `'value' in list`: the values."""
+    out: dict[str, list[Any]] = {}
+    for r in prog.rules:
+        for x in E.walk(r.cond):
+            if (
+                isinstance(x, E.In)
+                and isinstance(x.container, E.Name)
+                and x.container.scope == "fact"
+                and isinstance(x.item, E.Const)
+            ):
+                out.setdefault(x.container.name, []).append(x.item.value)
+    return out
+
+
+def _decision_facts(prog: Program) -> set[str]:
+    """The input facts the qualification can depend on: what the decision steps read,
+    through the outcome variables (criteria for the score, segments, stage) or directly."""
+    read_vars: set[str] = set()
+    facts: set[str] = set()
+    for s in prog.steps:
+        if s.node is None:
+            continue
+        for n in E.names(s.node):
+            if n.scope == "outcome":
+                read_vars.add(n.name)
+            elif n.scope == "fact":
+                facts.add(n.name)
+    producers = {
+        "criterion": any(v.startswith(("score", "required_")) for v in read_vars),
+        "segment": "segments" in read_vars,
+        "stage": "stage" in read_vars,
+    }
+    derived_deps = {d.name: d.input_deps for d in prog.derived}
+    for r in prog.rules:
+        if producers.get(r.kind):
+            facts.update(r.input_deps)
+    for s in prog.steps:
+        if s.node is not None:
+            for n in E.names(s.node):
+                if n.scope == "derived":
+                    facts.update(derived_deps.get(n.name, ()))
+    return facts

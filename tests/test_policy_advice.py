@@ -1,0 +1,277 @@
+"""Policy §6–§8 on the default ruleset: scope, fact-aware texts and advice.
+
+The paths of `what_it_would_take` are checked the way a salesperson would use them: apply
+the changes, evaluate again, and get exactly the stated qualification and score; no proper
+subset of the changes reaches that qualification.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from builders import ROOT
+
+import engine
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+CORPUS = [
+    json.loads(line)
+    for line in (ROOT / "corpus" / "accounts-2000.jsonl").read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
+BANK = json.loads((ROOT / "examples" / "state-bank-head-office.json").read_text(encoding="utf-8"))
+HOSPITAL = json.loads((ROOT / "examples" / "provincial-hospital.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def rs():
+    prepared = engine.load_ruleset(ROOT / "rulesets" / "key-account.yaml")
+    yield prepared
+    prepared.close()
+
+
+def _sample() -> list[dict[str, Any]]:
+    """Every example, and 200 corpus accounts of each qualification (all, where fewer)."""
+    rs = engine.load_ruleset(ROOT / "rulesets" / "key-account.yaml")
+    try:
+        by_q: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for a in CORPUS:
+            by_q[rs.decide(a).qualification].append(a)
+    finally:
+        rs.close()
+    out = [json.loads(p.read_text(encoding="utf-8")) for p in EXAMPLES]
+    for q in sorted(by_q):
+        out += by_q[q][:200]
+    return out
+
+
+SAMPLE = _sample()
+
+
+def _apply(facts: dict[str, Any], changes: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(facts)
+    for c in changes:
+        out[c["fact"]] = c["to"]
+    return out
+
+
+def test_every_path_up_gives_its_stated_result_and_is_minimal(rs) -> None:
+    ladder = rs.compiled.doc.advice.ladder
+    checked = 0
+    for facts in SAMPLE:
+        v = rs.evaluate(facts)
+        base = v["qualification"]
+        paths = v["what_it_would_take"]
+        if base == ladder[-1]:
+            assert paths == []
+            continue
+        assert len(paths) <= 3
+        for path in paths:
+            changes = path["changes"]
+            assert 1 <= len(changes) <= 2
+            for c in changes:
+                assert c["from"] == facts.get(c["fact"])
+                decl = rs.fact_decls[c["fact"]]
+                # only facts a salesperson can change (or, for insufficient data, the ones
+                # missing)
+                assert decl.actionable or (base == "insufficient_data" and c["from"] is None)
+            after = rs.decide(_apply(facts, changes))
+            assert after.qualification == path["qualification"]
+            assert after.score == path["score"]
+            rank = ladder.index(path["qualification"])
+            if base in ladder:
+                assert rank > ladder.index(base)
+            for k in range(1, len(changes)):
+                for subset in itertools.combinations(changes, k):
+                    q = rs.decide(_apply(facts, list(subset))).qualification
+                    assert q not in ladder or ladder.index(q) < rank, (facts["account_id"], subset)
+            assert path["message"]["en"] and path["message"]["zh"]
+            checked += 1
+        # fewest changes first, then the highest resulting score
+        keys = [(len(p["changes"]), -p["score"]) for p in paths]
+        assert keys == sorted(keys)
+    assert checked >= 200
+
+
+def test_every_decisive_missing_fact_has_a_value_that_changes_the_qualification(rs) -> None:
+    checked = 0
+    for facts in SAMPLE:
+        v = rs.evaluate(facts)
+        assert set(v["decisive_missing_facts"]) <= set(v["missing_facts"])
+        for fact in v["decisive_missing_facts"]:
+            decl = rs.fact_decls[fact]
+            values: list[Any]
+            if decl.type == "boolean":
+                values = [True, False]
+            elif decl.type in ("enum", "list"):
+                values = list(decl.values or []) if decl.type == "enum" else [[], decl.values]
+            else:
+                lo = decl.min if decl.min is not None else -1e6
+                hi = decl.max if decl.max is not None else 1e9
+                values = sorted({lo, hi, 0, 1, 2, 3, 4, 5, 10, 20, 30, 50, 100, 1e6, 1e7, 1e8})
+                values = [x for x in values if lo <= x <= hi]
+                if decl.type == "integer":
+                    values = [int(x) for x in values if float(x).is_integer()]
+            changed = [
+                x
+                for x in values
+                if rs.decide({**facts, fact: x}).qualification != v["qualification"]
+            ]
+            assert changed, (facts["account_id"], fact)
+            checked += 1
+    assert checked >= 50
+
+
+def test_an_insufficient_data_account_lists_the_facts_that_decide_it_first(rs) -> None:
+    v = rs.evaluate({"account_id": "A", "product_fit": "strong", "purchase_pattern": "recurring"})
+    assert v["qualification"] == "insufficient_data"
+    assert v["decisive_missing_facts"][:2] == ["expected_years", "purchasing_model"]
+    assert all(c["from"] is None for p in v["what_it_would_take"] for c in p["changes"])
+
+
+@pytest.mark.parametrize(
+    ("manager", "unit", "gaps"),
+    [
+        (True, False, ["no_unit"]),
+        (False, True, ["no_manager"]),
+        (False, False, ["no_manager", "no_unit"]),
+    ],
+)
+def test_traditional_approach_names_only_the_accounts_own_gaps(rs, manager, unit, gaps) -> None:
+    facts = {
+        **BANK,
+        "key_account_manager": manager,
+        "dedicated_ka_unit": unit,
+        "served_by_smb_team": False,
+    }
+    v = rs.evaluate(facts)
+    (g,) = [g for g in v["guardrails"] if g["rule"] == "guard.traditional_approach"]
+    assert [p["part"] for p in g["parts"]] == gaps
+    rec = g["recommendation"]
+    assert ("key account manager" in rec["en"]) == ("no_manager" in gaps)
+    assert ("key-account unit" in rec["en"]) == ("no_unit" in gaps)
+    assert ("大客户经理" in rec["zh"]) == ("no_manager" in gaps)
+    assert ("大客户部门" in rec["zh"]) == ("no_unit" in gaps)
+    assert "SMB team" not in rec["en"] and "中小客户团队" not in rec["zh"]
+
+
+def test_three_traditional_approach_recommendations_differ(rs) -> None:
+    recs = set()
+    for manager, unit in ((True, False), (False, True), (False, False)):
+        v = rs.evaluate({**BANK, "key_account_manager": manager, "dedicated_ka_unit": unit})
+        (g,) = [g for g in v["guardrails"] if g["rule"] == "guard.traditional_approach"]
+        recs.add((g["recommendation"]["en"], g["recommendation"]["zh"]))
+    assert len(recs) == 3
+
+
+def test_a_company_metric_alone_makes_a_company_scope_finding_left_out_of_next_actions(rs):
+    facts = {**BANK, "revenue_share_pct": 0.1, "smb_accounts_dropped_pct": 18.9}
+    v = rs.evaluate(facts)
+    (g,) = [g for g in v["guardrails"] if g["rule"] == "guard.abandoning_small_customers"]
+    assert g["scope"] == "company" and g["severity"] == "warning"
+    assert "company" in g["message"]["en"] and "公司层面" in g["message"]["zh"]
+    assert "sales management" in g["recommendation"]["en"]
+    assert "身家性命" not in g["recommendation"]["zh"]  # not the account's own dependence
+    assert all(a["rule"] != g["rule"] for a in v["next_actions"])
+    # the account's own dependence makes it the account's again
+    v = rs.evaluate({**facts, "revenue_share_pct": 41})
+    (g,) = [g for g in v["guardrails"] if g["rule"] == "guard.abandoning_small_customers"]
+    assert g["scope"] == "account" and g["severity"] == "high"
+    action = next(a for a in v["next_actions"] if a["rule"] == g["rule"])
+    assert "sales management" not in action["message"]["en"]
+
+
+def test_every_finding_has_a_scope(rs) -> None:
+    for facts in SAMPLE[:300]:
+        for g in rs.evaluate(facts)["guardrails"]:
+            assert g["scope"] in ("account", "company")
+
+
+def test_the_trigger_of_an_untied_concession_comes_first(rs) -> None:
+    v = rs.evaluate(HOSPITAL)
+    (g,) = [g for g in v["guardrails"] if g["rule"] == "guard.excessive_concessions"]
+    assert [p["part"] for p in g["parts"]] == ["untied"]
+    assert g["message"]["en"].startswith("The concessions to")
+    assert "not tied" in g["message"]["en"] and "limit" not in g["message"]["en"]
+
+
+def test_the_playbook_leaves_out_what_is_done_and_goes_to_key_and_potential_accounts(rs) -> None:
+    v = rs.evaluate({**HOSPITAL, "key_account_manager": True, "tailored_solution": True})
+    texts = [r["message"]["en"] for r in v["recommendations"]]
+    assert v["stage"] == "establish" and texts
+    assert not any("key account manager as the single interface" in t for t in texts)
+    assert not any("tailored" in t for t in texts)
+    # a not_key_account gets the ruleset's one recommendation for such accounts
+    v = rs.evaluate({**BANK, "product_fit": "none"})
+    assert v["qualification"] == "not_key_account"
+    assert [r["rule"] for r in v["recommendations"]] == ["advice.not_key_account"]
+    assert "regular" in v["recommendations"][0]["message"]["en"]
+
+
+def test_next_actions_are_at_most_three_high_first_never_company(rs) -> None:
+    order = {"high": 0, "warning": 1}
+    for facts in SAMPLE[:300]:
+        v = rs.evaluate(facts)
+        actions = v["next_actions"]
+        assert len(actions) <= 3
+        by_rule = {g["rule"]: g for g in v["guardrails"]}
+        ranks = [order[by_rule[a["rule"]]["severity"]] for a in actions if a["rule"] in by_rule]
+        assert ranks == sorted(ranks)
+        for a in actions:
+            if a["rule"] in by_rule:
+                assert by_rule[a["rule"]]["scope"] == "account"
+            else:
+                assert a["rule"] == "advice.what_it_would_take"
+                assert a["message"] == v["what_it_would_take"][0]["message"]
+
+
+SNAKE = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")
+# "top 100%", a count of 0 as a number ("只有0条", "见0次面"), a Python None
+NONSENSE = [
+    re.compile(p)
+    for p in (r"top 100%", r"前100%", r"前0%", r"只有0(?![.\d])", r"(?<![\d.])0[次条项家]", r"None")
+]
+CODES = re.compile(r"[A-Za-z]{3,}")
+
+
+def _texts(v: dict[str, Any]) -> list[dict[str, str]]:
+    out = [v["summary"]]
+    out += [c["message"] for c in v["criteria"]]
+    for g in v["guardrails"]:
+        out += [g["message"]] + ([g["recommendation"]] if g["recommendation"] else [])
+    out += [r["message"] for r in v["recommendations"]]
+    out += [p["message"] for p in v["what_it_would_take"]]
+    out += [a["message"] for a in v["next_actions"]]
+    return out
+
+
+def test_messages_read_as_people_write_them(rs) -> None:
+    for facts in SAMPLE:
+        v = rs.evaluate(facts)
+        name = str(facts.get("name", ""))
+        for t in _texts(v):
+            assert not SNAKE.search(t["en"]), t["en"]
+            zh = t["zh"].replace(name, "")
+            assert not CODES.search(zh), t["zh"]  # Chinese throughout
+            for nonsense in NONSENSE:
+                assert not nonsense.search(t["en"]) and not nonsense.search(t["zh"]), t
+    assert "三条硬指标没有一条不达标" not in json.dumps(rs.evaluate(BANK), ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    ("rank", "en", "zh"),
+    [
+        (0, "at the very top", "排名最前"),
+        (5, "in the top 5%", "前5%"),
+        (80, "in the bottom half", "后半段"),
+    ],
+)
+def test_percentiles_read_as_people_say_them(rs, rank, en, zh) -> None:
+    v = rs.evaluate({**BANK, "profit_rank_pct": rank})
+    (c,) = [c for c in v["criteria"] if c["rule"] == "qualify.profit_contribution"]
+    assert en in c["message"]["en"] and zh in c["message"]["zh"]

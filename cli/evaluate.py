@@ -1,31 +1,42 @@
-"""`kaq evaluate FILE`: verdicts for the accounts of a .json, .jsonl or .csv file."""
+"""`kaq evaluate FILE`: verdicts for the accounts of a .json, .jsonl or .csv file.
+
+It streams: each account is read, decided and written before the next (JSON Lines, a JSON
+array written piece by piece, or a table), so memory does not grow with the number of
+accounts; `--jobs N` spreads the work over N processes and keeps the input order. Every
+byte of the output is checked (`cli/output.py`): an output that could not be written whole
+exits 1 and says so. Bad records are named on standard error (`file:line: field ...`) and
+exit 2 once the others are done; a failure inside kaq stops at once and exits 1.
+"""
 
 from __future__ import annotations
 
-import json
+import io
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.panel import Panel
 from rich.progress import Progress
 from rich.table import Table
 
 from cli._common import RULESETS_HELP, err_console, load_or_exit, pick
+from cli.output import Output, OutputError, for_stdout
+from cli.words import label, word
 from engine.errors import FactsError, InternalError
-from engine.tools.accounts import count_records, read_records
+from engine.runtime.prepared import VIEWS
+from engine.tools.accounts import count_records, json_shape, read_records
+from engine.tools.parallel import ordered
 
+FORMATS = ("table", "json", "jsonl")
 SEVERITY_STYLE = {"high": "bold red", "warning": "yellow", "info": "cyan"}
-QUAL_STYLE = {
-    "key_account": "bold green",
-    "potential_key_account": "bold cyan",
-    "not_key_account": "bold",
-    "insufficient_data": "bold magenta",
-}
 PROGRESS_FROM = 200
+
+# one worker's state: the prepared ruleset and what to write (set by _init)
+_STATE: dict[str, Any] = {}
 
 
 def register(app: typer.Typer) -> None:
@@ -34,143 +45,298 @@ def register(app: typer.Typer) -> None:
         file: Path = typer.Argument(..., help="accounts: .json (object or list), .jsonl or .csv"),
         ruleset: str = typer.Option("key-account", "--ruleset", help="ruleset name"),
         rulesets: Path = typer.Option(None, "--rulesets", help=RULESETS_HELP, show_default=False),
-        fmt: str = typer.Option("table", "--format", help="table or json"),
-        lang: str = typer.Option("en", "--lang", help="message language for tables: en or zh"),
+        fmt: str = typer.Option("table", "--format", help="table, json or jsonl"),
+        view: str = typer.Option("full", "--view", help="full, summary or decision"),
+        lang: str = typer.Option("en", "--lang", help="language of tables: en or zh"),
+        jobs: int = typer.Option(1, "--jobs", min=1, help="worker processes (order is kept)"),
     ) -> None:
         """Evaluate account facts; exit 2 on bad input (naming the record and field)."""
-        if fmt not in ("table", "json"):
-            err_console.print(f"error: --format must be table or json, not `{fmt}`", markup=False)
-            raise typer.Exit(2)
+        for name, value, allowed in (("--format", fmt, FORMATS), ("--view", view, VIEWS)):
+            if value not in allowed:
+                err_console.print(
+                    f"error: {name} must be one of {', '.join(allowed)}, not `{value}`",
+                    markup=False,
+                )
+                raise typer.Exit(2)
         if lang not in ("en", "zh"):
             err_console.print(f"error: --lang must be en or zh, not `{lang}`", markup=False)
             raise typer.Exit(2)
         if not file.is_file():
             err_console.print(f"error: {file}: no such file", markup=False)
             raise typer.Exit(2)
-        rs = pick(load_or_exit(rulesets), ruleset)
-        try:
-            records = list(_evaluate_all(file, rs))
-        except ValueError as exc:
-            err_console.print(f"error: {exc}", markup=False)
-            raise typer.Exit(2) from None
-        whole = [(where, err) for where, _, err, file_level in records if file_level]
-        if whole:
-            for where, err in whole:
-                sys.stderr.write(f"{where}: {err}\n")
-            sys.stderr.write("the file was not evaluated\n")
+        if file.suffix.lower() not in (".json", ".jsonl", ".ndjson", ".csv"):
+            err_console.print(
+                f"error: {file}: unsupported file type `{file.suffix}` (use .json, .jsonl or .csv)",
+                markup=False,
+            )
             raise typer.Exit(2)
-        verdicts = [v for _, v, _, _ in records if v is not None]
-        bad = [(where, err) for where, _, err, _ in records if err is not None]
-        if fmt == "json":
-            single = len(records) == 1 and file.suffix.lower() == ".json" and not bad
-            payload: Any = verdicts[0] if single and verdicts else verdicts
-            sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
-        else:
-            out = Console(highlight=False)
-            for v in verdicts:
-                out.print(_panel(v, lang, rs.labels))
-        for where, err in bad:
-            sys.stderr.write(f"{where}: {err}\n")  # one line each, never wrapped
-        if bad:
-            done = len(records) - len(bad)
-            tail = f"; the other {done} were evaluated" if done else ""
-            sys.stderr.write(f"{len(bad)} of {len(records)} record(s) rejected{tail}\n")
-            raise typer.Exit(2)
+        folder = load_or_exit(rulesets)
+        rs = pick(folder, ruleset)
+        source = rs.path.parent if rs.path is not None else None
+        single = fmt != "table" and file.suffix.lower() == ".json" and json_shape(file) == "object"
+        code = run(file, rs, source, fmt, view, lang, jobs, single, for_stdout())
+        for other in folder.values():
+            other.close()
+        raise typer.Exit(code)
 
 
-def _evaluate_all(file: Path, rs: Any):
+def run(
+    file: Path,
+    rs: Any,
+    folder: Path | None,
+    fmt: str,
+    view: str,
+    lang: str,
+    jobs: int,
+    single: bool,
+    out: Output,
+) -> int:
+    """Evaluate and write every record of `file`; the exit status."""
     total = count_records(file)
     show = total is not None and total >= PROGRESS_FROM and err_console.is_terminal
-    with Progress(console=err_console, transient=True, disable=not show) as progress:
-        task = progress.add_task("evaluating", total=total)
-        for rec in read_records(file, rs):
-            progress.advance(task)
-            if rec.error is not None:
-                yield rec.where, None, rec.error, rec.whole_file
-                continue
-            try:
-                yield rec.where, rs.evaluate(rec.facts), None, False
-            except FactsError as exc:
-                where = rec.where
-                if exc.account_id:
-                    where += f" (account {exc.account_id})"
-                yield (
+    records = read_records(file, rs.fact_decls)
+    rejected = evaluated = 0
+    first = True
+    init = (str(folder) if folder is not None else None, rs.name, fmt, view, lang)
+    if jobs > 1 and folder is None:
+        jobs = 1  # a ruleset given as text only lives in this process
+    try:
+        if fmt == "json" and not single:
+            out.write(b"[")
+        with Progress(console=err_console, transient=True, disable=not show) as progress:
+            task = progress.add_task("evaluating", total=total)
+            if jobs <= 1:
+                _STATE.update(rs=rs, fmt=fmt, view=view, lang=lang)
+                results = ordered(_work, _items(records), jobs=1, initializer=_noop)
+            else:
+                results = ordered(
+                    _work, _items(records), jobs=jobs, initializer=_init, initargs=init
+                )
+            for chunk in results:
+                for where, kind, payload in chunk:
+                    progress.advance(task)
+                    if kind == "file":
+                        sys.stderr.write(f"{where}: {payload}\nthe file was not evaluated\n")
+                        return 2
+                    if kind == "bad":
+                        sys.stderr.write(f"{where}: {payload}\n")  # one line each, never wrapped
+                        rejected += 1
+                        continue
+                    if kind == "internal":
+                        sys.stderr.write(
+                            f"{where}: internal error: kaq failed on valid facts ({payload}); "
+                            "this is a defect of kaq or of the ruleset, not of the input\n"
+                        )
+                        out.flush()
+                        return 1
+                    evaluated += 1
+                    if fmt == "json" and not single:
+                        out.write((b"\n" if first else b",\n") + payload)
+                    elif fmt == "table" and view == "decision":
+                        if first:
+                            out.write(_line_header(lang))
+                        decision, name = payload
+                        out.write(_line(decision, name, rs.labels, lang))
+                    elif fmt == "table":
+                        verdict, name = payload
+                        out.write(_table(verdict, name, rs.labels, lang, view).encode("utf-8"))
+                    else:
+                        out.write(payload + b"\n")
+                    first = False
+        if fmt == "json" and not single:
+            out.write(b"\n]\n" if evaluated else b"]\n")
+        elif fmt == "json" and single and evaluated == 0:
+            out.write(b"null\n")
+        out.flush()
+    except OutputError as exc:
+        sys.stderr.write(f"kaq evaluate: output incomplete after {evaluated:,} verdicts: {exc}\n")
+        return 1
+    if rejected:
+        tail = f"; the other {evaluated} were evaluated" if evaluated else ""
+        sys.stderr.write(f"{rejected} of {rejected + evaluated} record(s) rejected{tail}\n")
+        return 2
+    return 0
+
+
+def _items(records: Iterator[Any]) -> Iterator[tuple[str, Any, str | None, bool]]:
+    for rec in records:
+        yield (rec.where, rec.facts, rec.error, rec.whole_file)
+
+
+def _noop() -> None:
+    return None
+
+
+def _init(folder: str | None, name: str, fmt: str, view: str, lang: str) -> None:
+    """A worker process prepares its own ruleset (durable_rules state is per process)."""
+    from engine.runtime.loader import load_rulesets
+
+    sets = load_rulesets(Path(folder)) if folder else {}
+    _STATE.update(rs=sets[name], fmt=fmt, view=view, lang=lang)
+
+
+def _work(chunk: list[tuple[str, Any, str | None, bool]]) -> list[tuple[str, str, Any]]:
+    """(where, kind, payload) per record: ok (JSON bytes, or the verdict for a table), bad
+    (the reason), internal (the error), file (the file cannot be read)."""
+    rs, fmt, view = _STATE["rs"], _STATE["fmt"], _STATE["view"]
+    out: list[tuple[str, str, Any]] = []
+    for where, facts, error, whole_file in chunk:
+        if error is not None:
+            out.append((where, "file" if whole_file else "bad", error))
+            continue
+        try:
+            decision = rs.decide(facts)
+            verdict = (
+                None
+                if fmt == "table" and view == "decision"
+                else rs.view(decision, "full" if fmt == "table" else view)
+            )
+        except FactsError as exc:
+            place = f"{where} (account {exc.account_id})" if exc.account_id else where
+            reason = "; ".join(
+                f"field `{'.'.join(map(str, e['loc'])) or '(record)'}`: {e['msg']}"
+                for e in exc.errors
+            )
+            out.append((place, "bad", reason))
+            continue
+        except InternalError as exc:
+            out.append((where, "internal", f"{exc.code}: {exc}"))
+            continue
+        if fmt == "table":
+            out.append(
+                (
                     where,
-                    None,
-                    "; ".join(
-                        f"field `{'.'.join(map(str, e['loc'])) or '(record)'}`: {e['msg']}"
-                        for e in exc.errors
-                    ),
-                    False,
+                    "ok",
+                    (verdict if view != "decision" else decision.to_dict(), facts.get("name")),
                 )
-            except InternalError as exc:
-                # valid facts kaq failed on: kaq's fault, not the record's; stop here
-                sys.stderr.write(
-                    f"{rec.where}: internal error: kaq failed on valid facts ({exc.code}: {exc}); "
-                    "this is a defect of kaq or of the ruleset, not of the input\n"
-                )
-                raise typer.Exit(1) from None
+            )
+        elif fmt == "json":
+            out.append((where, "ok", orjson.dumps(verdict, option=orjson.OPT_INDENT_2)))
+        else:
+            out.append((where, "ok", orjson.dumps(verdict)))
+    return out
 
 
-def _label(labels: Mapping[str, Any], kind: str, value: Any, lang: str) -> str:
-    """The ruleset's label for a vocabulary value, with the code beside it."""
-    if value is None:
-        return "未知" if lang == "zh" else "unknown"
-    text = labels.get(kind, {}).get(value, {}).get(lang)
-    return f"{text} ({value})" if text and text != value else str(value)
+# --------------------------------------------------------------------------- the table
 
 
-def _panel(v: dict[str, Any], lang: str, labels: Mapping[str, Any]) -> Panel:
+def _line_header(lang: str) -> bytes:
+    cols = [word(k, lang) for k in ("account", "qualification", "score", "segments", "stage")]
+    return ("\t".join(cols) + "\n").encode("utf-8")
+
+
+def _line(d: dict[str, Any], name: Any, labels: Mapping[str, Any], lang: str) -> bytes:
+    """The decision view as a table: one tab-separated line per account (no text built)."""
+    sep = "、" if lang == "zh" else ", "
+    who = f"{d['account_id']} {name}" if name else str(d["account_id"])
+    cells = [
+        who,
+        label(labels, "qualification", d["qualification"], lang),
+        str(d["score"]),
+        sep.join(label(labels, "segments", s, lang) for s in d["segments"]) or word("none", lang),
+        label(labels, "stage", d["stage"], lang),
+    ]
+    return ("\t".join(cells) + "\n").encode("utf-8")
+
+
+def _table(v: dict[str, Any], name: Any, labels: Mapping[str, Any], lang: str, view: str) -> str:
+    """One account as a salesperson reads it: the verdict, why, what to do next and what
+    it would take first; the details after."""
+    buf = io.StringIO()
+    console = Console(file=buf, highlight=False, force_terminal=False, width=_width())
+    console.print(_panel(v, name, labels, lang, detailed=view != "decision"))
+    return buf.getvalue()
+
+
+def _width() -> int:
+    import os
+
+    try:
+        return max(60, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 100
+
+
+def _panel(
+    v: dict[str, Any], name: Any, labels: Mapping[str, Any], lang: str, detailed: bool
+) -> Panel:
+    w = lambda key: word(key, lang)  # noqa: E731
     q = v["qualification"]
     head = Table.grid(padding=(0, 2))
-    head.add_column(no_wrap=True)
+    head.add_column(no_wrap=True, style="bold")
     head.add_column(overflow="fold")
-    head.add_row(
-        "qualification",
-        f"[{QUAL_STYLE.get(q, 'bold')}]{_label(labels, 'qualification', q, lang)}[/]",
-    )
-    head.add_row("score", str(v["score"]))
-    segs = [_label(labels, "segments", s, lang) for s in v["segments"]]
-    head.add_row("segments", ", ".join(segs) or "-")
-    head.add_row("stage", _label(labels, "stage", v["stage"], lang))
+    head.add_row(w("qualification"), f"[bold]{label(labels, 'qualification', q, lang)}[/]")
+    head.add_row(w("score"), f"{v['score']} {w('points')}")
+    segs = [label(labels, "segments", s, lang) for s in v["segments"]]
+    head.add_row(w("segments"), ("、" if lang == "zh" else ", ").join(segs) or w("none"))
+    head.add_row(w("stage"), label(labels, "stage", v["stage"], lang))
     if v.get("summary"):
-        head.add_row("why", v["summary"][lang])
-    if v["missing_facts"]:
-        head.add_row("missing", ", ".join(v["missing_facts"]))
+        head.add_row(w("why"), v["summary"][lang])
     parts: list[Any] = [head]
-    crit = Table(title="criteria", title_justify="left", show_edge=False, expand=True)
-    crit.add_column("rule", no_wrap=True)
-    crit.add_column("outcome", no_wrap=True)
-    crit.add_column("points", justify="right")
-    crit.add_column("reason", overflow="fold")
-    for c in v["criteria"]:
-        crit.add_row(
-            c["rule"], c["outcome"], f"{c['points']}/{c['max_points']}", c["message"][lang]
-        )
-    parts.append(crit)
-    if v["guardrails"]:
-        g = Table(title="findings", title_justify="left", show_edge=False, expand=True)
-        g.add_column("severity", no_wrap=True)
-        g.add_column("rule", no_wrap=True)
-        g.add_column("finding and what to do", overflow="fold")
-        for f in v["guardrails"]:
-            text = f["message"][lang]
-            if f.get("recommendation"):
-                text += "\n→ " + f["recommendation"][lang]
-            g.add_row(f"[{SEVERITY_STYLE[f['severity']]}]{f['severity']}[/]", f["rule"], text)
-        parts.append(g)
-    if v["recommendations"]:
-        r = Table(
-            title=f"playbook ({v['stage']})",
-            title_justify="left",
-            show_edge=False,
-            show_header=False,
-            expand=True,
-        )
-        r.add_column("item", overflow="fold")
-        for item in v["recommendations"]:
-            r.add_row("• " + item["message"][lang])
-        parts.append(r)
-    from rich.console import Group
+    # the first path up is one of the next actions; it is listed with the paths below
+    actions = [a for a in v.get("next_actions", ()) if a["rule"] != "advice.what_it_would_take"]
+    if actions:
+        parts.append(_list(w("next"), [a["message"][lang] for a in actions]))
+    if v.get("what_it_would_take"):
+        parts.append(_list(w("take"), [p["message"][lang] for p in v["what_it_would_take"]]))
+    if v["missing_facts"]:
+        names = [_fact(labels, f, lang) for f in v["missing_facts"]]
+        text = ("、" if lang == "zh" else ", ").join(names)
+        decisive = [_fact(labels, f, lang) for f in v.get("decisive_missing_facts", ())]
+        if decisive:
+            sep = "、" if lang == "zh" else ", "
+            text += f" ({w('decisive')}: {sep.join(decisive)})"
+        parts.append(_list(w("missing"), [text]))
+    if detailed:
+        crit = Table(title=w("criteria"), title_justify="left", show_edge=False, expand=True)
+        crit.add_column(w("criterion"), no_wrap=True)
+        crit.add_column(w("outcome"), no_wrap=True)
+        crit.add_column(w("points"), justify="right")
+        crit.add_column(w("reason"), overflow="fold")
+        for c in v["criteria"]:
+            crit.add_row(
+                _rule(labels, c["rule"], lang),
+                w(c["outcome"]),
+                f"{c['points']}/{c['max_points']}",
+                c["message"][lang],
+            )
+        parts.append(crit)
+        if v["guardrails"]:
+            g = Table(title=w("findings"), title_justify="left", show_edge=False, expand=True)
+            g.add_column(w("severity"), no_wrap=True)
+            g.add_column(w("finding"), overflow="fold")
+            for f in v["guardrails"]:
+                text = f["message"][lang]
+                if f.get("recommendation"):
+                    text += "\n→ " + f["recommendation"][lang]
+                if f.get("scope") == "company":
+                    text += f"\n({w('company')})"
+                g.add_row(f"[{SEVERITY_STYLE[f['severity']]}]{w(f['severity'])}[/]", text)
+            parts.append(g)
+        if v["recommendations"]:
+            title = (
+                w("playbook")
+                if v["recommendations"][0]["rule"].startswith("stage.")
+                else w("advice")
+            )
+            parts.append(_list(title, [r["message"][lang] for r in v["recommendations"]]))
+    title = f"[bold]{v['account_id']}[/]" + (f" {name}" if name else "")
+    return Panel(Group(*parts), title=title, title_align="left")
 
-    return Panel(Group(*parts), title=f"[bold]{v['account_id']}[/]", title_align="left")
+
+def _list(title: str, lines: list[str]) -> Table:
+    t = Table(title=title, title_justify="left", show_edge=False, show_header=False, expand=True)
+    t.add_column(overflow="fold")
+    for line in lines:
+        t.add_row("• " + line)
+    return t
+
+
+def _fact(labels: Mapping[str, Any], fact: str, lang: str) -> str:
+    text = labels.get("@facts", {}).get(fact, {}).get(lang)
+    return str(text) if text else fact.replace("_", " ")
+
+
+def _rule(labels: Mapping[str, Any], rid: str, lang: str) -> str:
+    text = labels.get("required_not_met_rules", {}).get(rid, {}).get(lang)
+    return str(text) if text else rid

@@ -569,6 +569,10 @@ class _Compiler:
         }
         labels["required_not_met_rules"] = criteria
         labels["required_not_evaluable_rules"] = criteria
+        # the facts' own short names ("@" is no fact name): for lists of facts people read
+        labels["@facts"] = {
+            n: d.label.model_dump() for n, d in doc.facts.items() if d.label is not None
+        }
         missing = {n: d.missing.model_dump() for n, d in doc.facts.items() if d.missing}
         missing.update({n: d.missing.model_dump() for n, d in doc.derived.items() if d.missing})
         digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -397,6 +397,8 @@ class Advisor:
         elif isinstance(value, str) and value in table:
             value = table[value][lang]
         unit = decl.unit if decl is not None else None
+        if unit == "count" and value == 0 and not isinstance(value, bool):
+            return "无" if lang == "zh" else "none"
         text = format_value(value, unit, lang, self.currency)
         if unit == "years" and not isinstance(value, bool):
             text += "年" if lang == "zh" else (" year" if value == 1 else " years")

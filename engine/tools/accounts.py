@@ -1,17 +1,27 @@
-"""Reading account facts from .json, .jsonl and .csv files, with record-located errors."""
+"""Reading account facts from .json, .jsonl and .csv files, record by record.
+
+Every reader streams: it holds one record (and a bounded read buffer) at a time, whatever
+the size of the file, so `kaq evaluate`, `kaq diff` and `kaq portfolio` keep flat memory
+on a whole customer base. A `.json` file is one account object, a list of them, or
+`{"accounts": [...]}`; the list is parsed item by item. Errors are located: `file:line`
+for JSON Lines and CSV, `file[index]` for a JSON list.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from engine.hints import closest
+from engine.lang.model import FactDecl
 from engine.runtime.facts import coerce_text
-from engine.runtime.prepared import PreparedRuleset
+
+SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
+_CHUNK = 1 << 20  # bytes read at a time from a JSON list
 
 
 @dataclass
@@ -28,15 +38,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
-def read_records(path: Path, rs: PreparedRuleset) -> Iterator[Record]:
-    """Records of a facts file; the format follows the suffix."""
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def read_records(path: Path, decls: Mapping[str, FactDecl] | None = None) -> Iterator[Record]:
+    """Records of a facts file; the format follows the suffix. `decls` (the ruleset's fact
+    declarations) types the cells of a CSV file."""
     suffix = path.suffix.lower()
     if suffix == ".json":
         yield from _json(path)
     elif suffix in (".jsonl", ".ndjson"):
         yield from _jsonl(path)
     elif suffix == ".csv":
-        yield from _csv(path, rs)
+        yield from _csv(path, decls or {})
     else:
         raise ValueError(f"{path}: unsupported file type `{suffix}` (use .json, .jsonl or .csv)")
 
@@ -45,32 +59,180 @@ def count_records(path: Path) -> int | None:
     """A cheap record count for the progress bar (lines), or None for .json."""
     if path.suffix.lower() == ".json":
         return None
+    n = 0
     with path.open("rb") as fh:
-        n = sum(1 for line in fh if line.strip())
+        for line in fh:
+            if line.strip():
+                n += 1
     return n - 1 if path.suffix.lower() == ".csv" else n
 
 
-def _json(path: Path) -> Iterator[Record]:
+def json_shape(path: Path) -> str:
+    """`object` (one account), `list` or `accounts` (`{"accounts": [...]}`) of a .json file;
+    `unknown` when it is none of them. Reads only as far as it must (to the `accounts` key,
+    or through one account object)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
-        yield Record(f"{path}", None, f"not valid JSON: {exc}", whole_file=True)
+        with path.open(encoding="utf-8-sig") as fh:
+            s = _Stream(fh)
+            first = s.peek()
+            if first == "[":
+                return "list"
+            if first != "{":
+                return "unknown"
+            s.pos += 1
+            while s.peek() not in ("}", ""):
+                key = s.value()
+                s.expect(":")
+                if key == "accounts" and s.peek() == "[":
+                    return "accounts"
+                s.value()
+                if s.peek() == ",":
+                    s.pos += 1
+            return "object"
+    except (ValueError, UnicodeDecodeError, OSError):
+        return "unknown"
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+class _Stream:
+    """A text buffer over a file that grows on demand, for `raw_decode` item by item."""
+
+    def __init__(self, fh: IO[str]):
+        self.fh = fh
+        self.buf = ""
+        self.pos = 0
+        self.eof = False
+
+    def more(self) -> bool:
+        if self.eof:
+            return False
+        data = self.fh.read(_CHUNK)
+        if not data:
+            self.eof = True
+            return False
+        # drop what is consumed, so the buffer stays as small as the record being read
+        self.buf = self.buf[self.pos :] + data
+        self.pos = 0
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not white space ('' at the end of the file)."""
+        while True:
+            self.pos = _skip_ws(self.buf, self.pos)
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.more():
+                return ""
+
+    def value(self) -> Any:
+        """The next JSON value; raises ValueError if it is not valid JSON."""
+        while True:
+            self.peek()
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if self.more():
+                    continue
+                raise
+            # a number at the very end of the buffer may go on in the next chunk
+            if end == len(self.buf) and not self.eof and self.more():
+                continue
+            self.pos = end
+            return value
+
+    def expect(self, ch: str) -> None:
+        if self.peek() != ch:
+            raise ValueError(f"expected `{ch}`")
+        self.pos += 1
+
+
+def _json(path: Path) -> Iterator[Record]:
+    label = str(path)
+    try:
+        fh = path.open(encoding="utf-8-sig")
+    except OSError as exc:
+        yield Record(label, None, f"cannot read the file: {exc.strerror or exc}", whole_file=True)
         return
-    if isinstance(data, dict) and isinstance(data.get("accounts"), list):
-        data = data["accounts"]
-    if isinstance(data, dict):
-        yield Record(f"{path}", data)
-    elif isinstance(data, list):
-        for i, item in enumerate(data):
-            yield Record(
-                f"{path}[{i}]",
-                item if isinstance(item, dict) else None,
-                None if isinstance(item, dict) else "an account must be a JSON object",
-            )
-    else:
-        yield Record(
-            f"{path}", None, 'expected an object, a list of objects or {"accounts": [...]}'
-        )
+    with fh:
+        s = _Stream(fh)
+        try:
+            first = s.peek()
+            if first == "[":
+                s.pos += 1
+                yield from _items(s, label)
+            elif first == "{" and json_shape(path) == "accounts":
+                s.pos += 1
+                yield from _accounts_wrapper(s, label)
+            elif first == "{":
+                value = s.value()
+                if s.peek() != "":
+                    raise ValueError("extra data after the account object")
+                yield Record(label, value)
+            else:
+                yield Record(
+                    label,
+                    None,
+                    'expected an object, a list of objects or {"accounts": [...]}',
+                    whole_file=True,
+                )
+        except (ValueError, UnicodeDecodeError) as exc:
+            yield Record(label, None, f"not valid JSON: {exc}", whole_file=True)
+
+
+def _items(s: _Stream, label: str) -> Iterator[Record]:
+    """The items of a JSON list whose `[` is consumed, up to its `]`."""
+    index = 0
+    if s.peek() == "]":
+        s.pos += 1
+        return
+    while True:
+        item = s.value()
+        where = f"{label}[{index}]"
+        if isinstance(item, dict):
+            yield Record(where, item)
+        else:
+            yield Record(where, None, "an account must be a JSON object")
+        index += 1
+        nxt = s.peek()
+        if nxt == ",":
+            s.pos += 1
+            continue
+        if nxt == "]":
+            s.pos += 1
+            return
+        raise ValueError(f"expected `,` or `]` after item {index - 1}")
+
+
+def _accounts_wrapper(s: _Stream, label: str) -> Iterator[Record]:
+    """`{"accounts": [...], ...}` whose `{` is consumed: the accounts, streamed."""
+    seen = False
+    while True:
+        nxt = s.peek()
+        if nxt == "}":
+            s.pos += 1
+            break
+        key = s.value()
+        s.expect(":")
+        if key == "accounts" and s.peek() == "[":
+            s.pos += 1
+            seen = True
+            yield from _items(s, label)
+        else:
+            s.value()  # other keys are not accounts
+        nxt = s.peek()
+        if nxt == ",":
+            s.pos += 1
+        elif nxt != "}":
+            raise ValueError("expected `,` or `}`")
+    if not seen:
+        raise ValueError('"accounts" is not a list')
+    if s.peek() != "":
+        raise ValueError("extra data after the object")
 
 
 def _jsonl(path: Path) -> Iterator[Record]:
@@ -80,8 +242,8 @@ def _jsonl(path: Path) -> Iterator[Record]:
                 continue
             where = f"{path}:{n}"
             try:
-                item = json.loads(line, parse_constant=_reject_constant)
-            except (json.JSONDecodeError, ValueError) as exc:
+                item = _DECODER.decode(line)
+            except ValueError as exc:
                 yield Record(where, None, f"not valid JSON: {exc}")
                 continue
             if not isinstance(item, dict):
@@ -90,8 +252,7 @@ def _jsonl(path: Path) -> Iterator[Record]:
                 yield Record(where, item)
 
 
-def _csv(path: Path, rs: PreparedRuleset) -> Iterator[Record]:
-    decls = rs.fact_decls
+def _csv(path: Path, decls: Mapping[str, FactDecl]) -> Iterator[Record]:
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         unknown = [c for c in (reader.fieldnames or []) if c not in decls]
@@ -120,3 +281,11 @@ def _csv(path: Path, rs: PreparedRuleset) -> Iterator[Record]:
                 if value is not None:
                     facts[key] = value
             yield Record(where, None if problem else facts, problem)
+
+
+def iter_accounts(path: Path, decls: Mapping[str, FactDecl] | None = None) -> Iterator[dict]:
+    """The account facts of a file, raising ValueError at the first unreadable record."""
+    for rec in read_records(path, decls):
+        if rec.facts is None:
+            raise ValueError(f"{rec.where}: {rec.error}")
+        yield rec.facts

@@ -94,6 +94,23 @@ def _install_sighup(state: AppState) -> bool:
     return True
 
 
+RETENTION_EVERY_SECONDS = 3600
+
+
+async def _keep_retention(decision_log: DecisionLog, days: int) -> None:
+    """Delete what is older than `days` at start, then every hour (KAQ_LOG_RETENTION_DAYS)."""
+    from datetime import UTC, datetime, timedelta
+
+    while True:
+        try:
+            gone = await decision_log.prune(datetime.now(UTC) - timedelta(days=days))
+            if gone:
+                log.info("decision log retention (%d days): %d decisions deleted", days, gone)
+        except Exception:  # the log reports its own failures; retention tries again later
+            log.warning("decision log retention could not prune; trying again in an hour")
+        await asyncio.sleep(RETENTION_EVERY_SECONDS)
+
+
 def _log_swap(snap: Snapshot) -> None:
     """Say which rulesets now answer: names, versions and digests, with the generation."""
     log.info(
@@ -160,12 +177,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.kaq = state
         app.openapi_schema = None
         sighup = _install_sighup(state)
+        retention = (
+            asyncio.create_task(_keep_retention(decision_log, s.log_retention_days))
+            if s.log_retention_days
+            else None
+        )
         try:
             yield
         finally:
+            if retention is not None:
+                retention.cancel()
             if sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             app.state.kaq = None
+            await state.service.close()
             await registry.close()
             await decision_log.close()
             metrics.process_exiting()

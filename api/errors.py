@@ -194,6 +194,16 @@ def dumps(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
+class RawJSON(Response):
+    """A JSON response whose body is already serialised (the service makes the bytes once)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        assert isinstance(content, bytes | bytearray | memoryview)
+        return bytes(content)
+
+
 class JSONBytes(Response):
     """A JSON response serialised with `dumps`."""
 

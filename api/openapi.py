@@ -220,7 +220,11 @@ def build_openapi(app: FastAPI, settings: Settings | None, facts_schema: dict[st
     }
     components["BatchResultLines"] = {
         "type": "array",
-        "items": {"anyOf": [{"$ref": REF + "Verdict"}, {"$ref": REF + "BatchError"}]},
+        "items": {
+            "anyOf": [
+                {"$ref": REF + v} for v in ("Verdict", "Summary", "DecisionView", "BatchError")
+            ]
+        },
         "description": "`application/x-ndjson`: one result per line, in the order of the "
         "request's lines. A last line with `index` null reports a failure of the stream "
         "itself (e.g. the decision log), after which it ends.",
@@ -258,9 +262,13 @@ def build_openapi(app: FastAPI, settings: Settings | None, facts_schema: dict[st
             for code in list(responses):
                 for media in responses[code].get("content", {}).values():
                     # FastAPI merges other media types' schemas into a model's $ref: undo that.
-                    ref = media.get("schema", {}).get("$ref")
-                    if ref:
-                        media["schema"] = {"$ref": ref}
+                    # A response class's own `type: string` lands next to a union's `anyOf`
+                    # the same way.
+                    schema = media.get("schema", {})
+                    if schema.get("$ref"):
+                        media["schema"] = {"$ref": schema["$ref"]}
+                    elif "anyOf" in schema:
+                        schema.pop("type", None)
                 if code.isdigit() and int(code) >= 400:
                     responses[code] = _problem(
                         PROBLEMS.get(int(code), responses[code].get("description", ""))

@@ -50,12 +50,45 @@ class Criterion(_Open):
     facts: dict[str, Any] = {}
 
 
+class FindingPart(_Open):
+    part: str
+    scope: Literal["account", "company"]
+    message: Bilingual | None = None
+    recommendation: Bilingual | None = None
+
+
 class Finding(_Open):
     rule: str
     severity: Severity
+    scope: Literal["account", "company"] = Field(
+        description="`company` when only facts about our company made it fire (policy §6)."
+    )
     message: Bilingual | None = None
     recommendation: Bilingual | None = None
     facts: dict[str, Any] = {}
+    parts: list[FindingPart] | None = Field(
+        default=None, description="The parts of its condition that hold, each with its texts."
+    )
+
+
+class Change(_Open):
+    fact: str
+    to: Any = Field(alias="to")
+    from_: Any = Field(default=None, alias="from")
+
+
+class PathUp(_Open):
+    """One way up (policy §8): apply the changes and evaluate again to get exactly this."""
+
+    changes: list[Change]
+    qualification: str
+    score: float
+    message: Bilingual
+
+
+class NextAction(_Open):
+    rule: str
+    message: Bilingual
 
 
 class Recommendation(_Open):
@@ -69,8 +102,8 @@ class TraceEntry(_Open):
     facts: dict[str, Any] = {}
 
 
-class Verdict(_Open):
-    """One account's verdict, as stored in the decision log."""
+class Decision(_Open):
+    """The `decision` view: the decision alone, no texts (also the start of every view)."""
 
     decision_id: str = Field(description="Unique, sortable by time (ULID).")
     account_id: str | None
@@ -79,11 +112,37 @@ class Verdict(_Open):
     score: float
     segments: list[str]
     stage: str | None
+    missing_facts: list[str]
+
+
+class DecisionView(Decision):
+    outcomes: dict[str, str] = Field(
+        description="Rule id -> met/partly_met/not_met/not_evaluable (criteria), "
+        "fired/not_fired/not_evaluable (the others)."
+    )
+    points: dict[str, float]
+    severities: dict[str, Severity]
+    scopes: dict[str, Literal["account", "company"]] = {}
+
+
+class Summary(Decision):
+    """The `summary` view: everything but the trace, the comparisons and criteria facts."""
+
     criteria: list[Criterion]
     guardrails: list[Finding]
     recommendations: list[Recommendation]
-    missing_facts: list[str]
+    what_it_would_take: list[PathUp] = []
+    decisive_missing_facts: list[str] = []
+    next_actions: list[NextAction] = []
+
+
+class Verdict(Summary):
+    """The `full` view (the default): a verdict with its explanation and trace."""
+
     trace: list[TraceEntry]
+
+
+AnyView = Verdict | Summary | DecisionView
 
 
 class BatchError(_Open):
@@ -97,7 +156,7 @@ class BatchError(_Open):
 
 
 class BatchResponse(_Open):
-    results: list[Verdict | BatchError]
+    results: list[Verdict | Summary | DecisionView | BatchError]
 
 
 class PortfolioCounts(_Open):
@@ -148,8 +207,10 @@ class StoredDecision(_Open):
     account_id: str | None
     qualification: str | None
     duration_ms: float
+    view: str = Field(description="The view it was answered in; `verdict` is the full one.")
+    kaq_version: str | None = Field(description="The kaq that logged it (null: an old row).")
     facts: dict[str, Any]
-    verdict: dict[str, Any]
+    verdict: dict[str, Any] = Field(description="The full verdict, as it was answered.")
 
 
 class Health(_Open):

@@ -1,22 +1,43 @@
-"""Evaluation as a service: engine verdict + decision id, logged before it is returned.
+"""Evaluation as a service: the engine's decision, in the view asked for, logged first.
 
-Routes call these methods and shape nothing else; the engine runs on the
-engine thread, the decision log on its own thread.
+Routes call these methods and shape nothing else. On the engine thread each account is
+decided, shown in its view (`full`, `summary` or `decision`) and serialised once, to the
+bytes of the answer (orjson), beside the compact log entry (its facts and the ruleset's
+digest); the decision log's thread commits the entries, and only then is the answer sent.
+`GET /v1/decisions/{id}` makes the full verdict again from the logged facts and the
+ruleset's stored source: the same answer, whatever view was asked for then.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from engine import PreparedRuleset
+
 from . import engine_thread
-from .decision_log import Decision, DecisionLog
+from .decision_log import DecisionLog, Entry, RulesetSource, pack
 from .errors import ApiError, problem_for
 from .ids import new_decision_id
 from .metrics import Metrics
 from .registry import Registry
+
+log = logging.getLogger("kaq.api")
+
+try:
+    KAQ_VERSION = importlib.metadata.version("kaq")
+except importlib.metadata.PackageNotFoundError:  # a source tree that is not installed
+    KAQ_VERSION = "dev"
+
+CACHED_RULESETS = 4  # rulesets of older digests kept prepared for GET /v1/decisions/{id}
 
 
 @dataclass
@@ -37,22 +58,48 @@ def account_id_of(raw: Any) -> str | None:
     return None
 
 
-def _evaluate_timed(rs: Any, facts: Any) -> tuple[dict[str, Any], float]:
+def dump(data: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson: one pass, straight to bytes)."""
+    return orjson.dumps(data)
+
+
+def _answer(rs: PreparedRuleset, facts: Any, view: str) -> tuple[bytes, Entry]:
+    """Decide one account and show it in `view`: the answer's bytes and its log entry."""
     started = time.perf_counter()
-    verdict = rs.evaluate(facts)
-    return verdict, (time.perf_counter() - started) * 1000
+    decision = rs.decide(facts)
+    shown = rs.view(decision, view)
+    decision_id = new_decision_id()
+    body = dump({"decision_id": decision_id, **shown})
+    ms = (time.perf_counter() - started) * 1000
+    entry = Entry(
+        decision_id=decision_id,
+        ruleset_digest=rs.digest,
+        account_id=decision.account_id,
+        qualification=decision.qualification,
+        score=decision.score,
+        view=view,
+        duration_ms=round(ms, 3),
+        kaq_version=KAQ_VERSION,
+        facts=pack(facts),
+    )
+    return body, entry
 
 
-def _evaluate_items(
-    rs: Any, facts: Sequence[Any]
-) -> list[tuple[dict[str, Any], float] | Exception]:
-    out: list[tuple[dict[str, Any], float] | Exception] = []
+def _answer_all(
+    rs: PreparedRuleset, facts: Sequence[Any], view: str
+) -> list[tuple[bytes, Entry] | Exception]:
+    out: list[tuple[bytes, Entry] | Exception] = []
     for raw in facts:
         try:
-            out.append(_evaluate_timed(rs, raw))
+            out.append(_answer(rs, raw, view))
         except Exception as exc:  # reported in the item's place; the batch goes on
             out.append(exc)
     return out
+
+
+def _recompute(rs: PreparedRuleset, facts: Any, decision_id: str) -> dict[str, Any]:
+    """The full verdict of logged facts, as it was answered (decision id first)."""
+    return {"decision_id": decision_id, **rs.evaluate(facts)}
 
 
 Checkpoint = Callable[[], Awaitable[None]]
@@ -64,117 +111,123 @@ async def _go_on() -> None:
 
 
 class Service:
-    """Evaluates accounts against the registry's rulesets and logs every verdict."""
+    """Evaluates accounts against the registry's rulesets and logs every decision."""
 
     def __init__(self, registry: Registry, decision_log: DecisionLog, metrics: Metrics):
         self.registry = registry
         self.log = decision_log
         self.metrics = metrics
+        self._older: OrderedDict[str, PreparedRuleset] = OrderedDict()  # digest -> ruleset
+        self._older_lock = asyncio.Lock()
 
-    def _decision(self, rs: Any, facts: Any, verdict: dict[str, Any], ms: float) -> Decision:
-        decision_id = new_decision_id()
-        body = {"decision_id": decision_id, **verdict}
-        return Decision(
-            decision_id=decision_id,
-            ruleset_name=rs.name,
-            ruleset_version=rs.version,
-            ruleset_digest=rs.digest,
-            account_id=verdict.get("account_id"),
-            qualification=verdict.get("qualification"),
-            duration_ms=round(ms, 3),
-            facts=facts,
-            verdict=body,
-        )
+    async def _keep_source(self, rs: PreparedRuleset) -> None:
+        """The ruleset's source is in the log before any decision it made (once per digest)."""
+        await self.log.store_rulesets([RulesetSource(rs.digest, rs.name, rs.version, rs.source)])
 
-    def _count(self, rs: Any, decisions: Sequence[Decision]) -> None:
-        for d in decisions:
-            self.metrics.evaluations.labels(rs.name, str(d.qualification)).inc()
+    def _count(self, rs: PreparedRuleset, entries: Sequence[Entry]) -> None:
+        for e in entries:
+            self.metrics.evaluations.labels(rs.name, str(e.qualification)).inc()
 
     def _count_error(self, rs: Any, exc: BaseException, *, log: bool = True) -> dict[str, Any]:
         body = problem_for(exc, log=log)
         self.metrics.evaluation_errors.labels(rs.name, body["type"].rsplit(":", 1)[-1]).inc()
         return body
 
-    async def evaluate(self, ruleset: str, facts: Any) -> dict[str, Any]:
-        """One verdict with its decision id, durably logged."""
+    async def evaluate(self, ruleset: str, facts: Any, view: str = "full") -> bytes:
+        """One answer (its bytes) with its decision id, durably logged."""
         with self.registry.acquire() as snap:
             rs = snap.get(ruleset)
             try:
-                verdict, ms = await engine_thread.run(_evaluate_timed, rs, facts)
+                body, entry = await engine_thread.run(_answer, rs, facts, view)
             except Exception as exc:
                 self._count_error(rs, exc, log=False)  # the error handler logs it once
                 raise
-            decision = self._decision(rs, facts, verdict, ms)
-            await self.log.write([decision])
-            self._count(rs, [decision])
-            return dict(decision.verdict)
+            await self._keep_source(rs)
+            await self.log.write([entry])
+            self._count(rs, [entry])
+            return body
 
     async def evaluate_chunk(
-        self, rs: Any, items: Sequence[Item], checkpoint: Checkpoint = _go_on
-    ) -> list[dict[str, Any]]:
-        """Results of a chunk in order (verdicts or error entries), its verdicts logged at once.
+        self,
+        rs: PreparedRuleset,
+        items: Sequence[Item],
+        checkpoint: Checkpoint = _go_on,
+        view: str = "full",
+    ) -> list[bytes]:
+        """The answers of a chunk in order (each one's bytes: a verdict or an error entry),
+        its decisions logged at once.
 
         `checkpoint()` is awaited before the evaluation and before the logging; what it
         raises (the client has left) stops the chunk there, before more work is done.
         """
         await checkpoint()
         todo = [item for item in items if item.error is None]
-        outcomes = await engine_thread.run(_evaluate_items, rs, [i.facts for i in todo])
-        by_index: dict[int, tuple[dict[str, Any], float] | BaseException] = {
+        outcomes = await engine_thread.run(_answer_all, rs, [i.facts for i in todo], view)
+        by_index: dict[int, tuple[bytes, Entry] | BaseException] = {
             item.index: outcome for item, outcome in zip(todo, outcomes, strict=True)
         }
-        results: list[dict[str, Any]] = []
-        decisions: list[Decision] = []
+        results: list[bytes] = []
+        entries: list[Entry] = []
         for item in items:
             outcome = item.error if item.error is not None else by_index[item.index]
             if isinstance(outcome, BaseException):
                 results.append(
-                    {
-                        "index": item.index,
-                        "account_id": account_id_of(item.facts),
-                        "error": self._count_error(rs, outcome),
-                    }
+                    dump(
+                        {
+                            "index": item.index,
+                            "account_id": account_id_of(item.facts),
+                            "error": self._count_error(rs, outcome),
+                        }
+                    )
                 )
             else:
-                decision = self._decision(rs, item.facts, *outcome)
-                decisions.append(decision)
-                results.append(decision.verdict)  # type: ignore[arg-type]
+                body, entry = outcome
+                entries.append(entry)
+                results.append(body)
         await checkpoint()
-        await self.log.write(decisions)
-        self._count(rs, decisions)
+        if entries:
+            await self._keep_source(rs)
+        await self.log.write(entries)
+        self._count(rs, entries)
         return results
 
     async def evaluate_batch(
-        self, ruleset: str, items: Sequence[Item], chunk_size: int, checkpoint: Checkpoint = _go_on
-    ) -> list[dict[str, Any]]:
-        """A whole JSON batch, in order."""
+        self,
+        ruleset: str,
+        items: Sequence[Item],
+        chunk_size: int,
+        checkpoint: Checkpoint = _go_on,
+        view: str = "full",
+    ) -> bytes:
+        """A whole JSON batch, in order: the bytes of `{"results": [...]}`."""
         with self.registry.acquire() as snap:
             rs = snap.get(ruleset)
-            results: list[dict[str, Any]] = []
+            parts: list[bytes] = []
             for start in range(0, len(items), chunk_size):
                 chunk = items[start : start + chunk_size]
-                results.extend(await self.evaluate_chunk(rs, chunk, checkpoint))
-            return results
+                parts.extend(await self.evaluate_chunk(rs, chunk, checkpoint, view))
+            return b'{"results":[' + b",".join(parts) + b"]}"
 
     async def stream_batch(
         self,
-        rs: Any,
+        rs: PreparedRuleset,
         items: AsyncIterator[Item],
         chunk_size: int,
         checkpoint: Checkpoint = _go_on,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Chunks of results as the items arrive; each chunk is logged before it is yielded."""
+        view: str = "full",
+    ) -> AsyncIterator[list[bytes]]:
+        """Chunks of answers as the items arrive; each chunk is logged before it is yielded."""
         chunk: list[Item] = []
         async for item in items:
             chunk.append(item)
             if len(chunk) >= chunk_size:
-                yield await self.evaluate_chunk(rs, chunk, checkpoint)
+                yield await self.evaluate_chunk(rs, chunk, checkpoint, view)
                 chunk = []
         if chunk:
-            yield await self.evaluate_chunk(rs, chunk, checkpoint)
+            yield await self.evaluate_chunk(rs, chunk, checkpoint, view)
 
-    async def portfolio(self, ruleset: str, accounts: list[Any], portfolio: Any) -> dict[str, Any]:
-        """The portfolio view (policy §7), every account's verdict logged."""
+    async def portfolio(self, ruleset: str, accounts: list[Any], portfolio: Any) -> bytes:
+        """The portfolio view (policy §7), every account's full verdict logged."""
         from engine.runtime.portfolio import evaluate_portfolio
 
         with self.registry.acquire() as snap:
@@ -182,17 +235,98 @@ class Service:
             started = time.perf_counter()
             out = await engine_thread.run(evaluate_portfolio, rs, accounts, portfolio)
             per_account = (time.perf_counter() - started) * 1000 / max(1, len(accounts))
-            decisions = [
-                self._decision(rs, facts, verdict, per_account)
-                for facts, verdict in zip(accounts, out["results"], strict=True)
-            ]
-            await self.log.write(decisions)
-            self._count(rs, decisions)
-            return {**out, "results": [d.verdict for d in decisions]}
+            entries = []
+            results = []
+            for facts, verdict in zip(accounts, out["results"], strict=True):
+                decision_id = new_decision_id()
+                results.append({"decision_id": decision_id, **verdict})
+                entries.append(
+                    Entry(
+                        decision_id=decision_id,
+                        ruleset_digest=rs.digest,
+                        account_id=verdict.get("account_id"),
+                        qualification=verdict.get("qualification"),
+                        score=verdict.get("score"),
+                        view="full",
+                        duration_ms=round(per_account, 3),
+                        kaq_version=KAQ_VERSION,
+                        facts=pack(facts),
+                    )
+                )
+            if entries:
+                await self._keep_source(rs)
+            await self.log.write(entries)
+            self._count(rs, entries)
+            return dump({**out, "results": results})
 
+    # -- the log, read back
     async def decision(self, decision_id: str) -> dict[str, Any] | None:
-        """A stored decision, or None."""
-        return await self.log.get(decision_id)
+        """A stored decision with its full verdict, made again from the logged facts; an
+        old row (a whole verdict stored) as it was; or None."""
+        found = await self.log.get(decision_id)
+        if found is None or "verdict" in found:
+            return found
+        digest = found["ruleset_digest"]
+        with self.registry.acquire() as snap:
+            rs = next((r for r in snap.rulesets.values() if r.digest == digest), None)
+            if rs is None:
+                rs = await self._older_ruleset(digest)
+            verdict = await engine_thread.run(_recompute, rs, found["facts"], decision_id)
+        meta = found.get("ruleset") or {}
+        out = {
+            "decision_id": decision_id,
+            "created_at": found["created_at"],
+            "ruleset": {"name": meta.get("name"), "version": meta.get("version"), "digest": digest},
+            "account_id": found["account_id"],
+            "qualification": found["qualification"],
+            "duration_ms": found["duration_ms"],
+            "view": found["view"],
+            "kaq_version": found["kaq_version"],
+            "facts": found["facts"],
+            "verdict": verdict,
+        }
+        if (verdict["qualification"], verdict["score"]) != (found["qualification"], found["score"]):
+            # the same facts and ruleset decide the same way; only another kaq could differ
+            log.warning(
+                "decision %s made again differs from the one logged (kaq %s, now %s)",
+                decision_id,
+                found["kaq_version"],
+                KAQ_VERSION,
+            )
+            out["warning"] = (
+                f"made again by kaq {KAQ_VERSION}; the decision logged by kaq "
+                f"{found['kaq_version']} was {found['qualification']} with {found['score']} points"
+            )
+        return out
+
+    async def _older_ruleset(self, digest: str) -> PreparedRuleset:
+        """A ruleset no longer served, prepared again from its stored source (a few kept)."""
+        async with self._older_lock:
+            rs = self._older.get(digest)
+            if rs is not None:
+                self._older.move_to_end(digest)
+                return rs
+            source = await self.log.ruleset(digest)
+            if source is None:
+                raise ApiError(f"The ruleset {digest} of this decision is not in the log.")
+            from engine.runtime.loader import bind_rulesets, compile_rulesets
+
+            compiled = await asyncio.to_thread(
+                compile_rulesets, {f"{source.name}.yaml": source.source}
+            )
+            sets = await engine_thread.run(bind_rulesets, compiled)
+            rs = sets[source.name]
+            self._older[digest] = rs
+            while len(self._older) > CACHED_RULESETS:
+                _old_digest, old = self._older.popitem(last=False)
+                engine_thread.submit(old.close)
+            return rs
+
+    async def close(self) -> None:
+        """Free the rulesets prepared for reading the log back."""
+        for rs in self._older.values():
+            await engine_thread.run(rs.close)
+        self._older.clear()
 
 
-__all__ = ["ApiError", "Item", "Service", "account_id_of"]
+__all__ = ["ApiError", "Item", "Service", "account_id_of", "dump"]

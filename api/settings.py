@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     default_ruleset: str = Field(
         default="key-account", description="Ruleset used without ?ruleset=."
     )
+    log_retention_days: int | None = Field(
+        default=None,
+        gt=0,
+        description="Decisions older than this many days are deleted (hourly); unset: kept.",
+    )
     log_chunk_size: int = Field(
         default=256, gt=0, description="Batch verdicts written to the decision log per transaction."
     )

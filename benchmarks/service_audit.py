@@ -136,7 +136,7 @@ def latency(args) -> None:
 
 def _rows(db: str) -> int:
     with sqlite3.connect(db[len("sqlite:///") :]) as conn:
-        return conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+        return conn.execute("SELECT COUNT(*) FROM log").fetchone()[0]
 
 
 def _rst(sock: socket.socket) -> None:

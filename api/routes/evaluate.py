@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -13,9 +13,9 @@ from starlette.types import Receive, Scope, Send
 
 from ..bodies import JSON, NDJSON, media_type, ndjson_lines, parse_json, read_capped
 from ..client import ensure_client
-from ..errors import ApiError, InvalidBody, JSONBytes, dumps, problem_for
+from ..errors import ApiError, InvalidBody, JSONBytes, RawJSON, dumps, problem_for
 from ..openapi import FACT_EXAMPLES, REF, json_body, problems
-from ..schemas import BatchResponse, PortfolioResponse, Verdict
+from ..schemas import AnyView, BatchResponse, PortfolioResponse
 from ..service import Item, account_id_of
 from ..state import AppState, state_of
 
@@ -25,6 +25,14 @@ router = APIRouter(prefix="/v1", tags=["evaluate"])
 RulesetName = Annotated[
     str | None,
     Query(description="Ruleset to evaluate against (default `key-account`).", max_length=200),
+]
+View = Annotated[
+    Literal["full", "summary", "decision"],
+    Query(
+        description="`full` (everything), `summary` (no trace, no comparisons, no criteria "
+        "facts) or `decision` (the decision alone, no texts). The decision is the same in "
+        "every view, and the log keeps what makes the full verdict again."
+    ),
 ]
 
 
@@ -64,11 +72,11 @@ def _envelope(data: Any, allowed: set[str], state: AppState) -> list[Any]:
 @router.post(
     "/evaluate",
     summary="Evaluate one account",
-    responses={200: {"model": Verdict}, **problems(400, 404, 408, 413, 415, 422, 503)},
-    response_class=JSONBytes,
+    responses={200: {"model": AnyView}, **problems(400, 404, 408, 413, 415, 422, 503)},
+    response_class=RawJSON,
     openapi_extra=json_body("Facts", FACT_EXAMPLES),
 )
-async def evaluate(request: Request, ruleset: RulesetName = None) -> JSONBytes:
+async def evaluate(request: Request, ruleset: RulesetName = None, view: View = "full") -> RawJSON:
     """One account's facts → one verdict, logged under its `decision_id`."""
     state = state_of(request)
     media_type(request, (JSON,))
@@ -77,7 +85,7 @@ async def evaluate(request: Request, ruleset: RulesetName = None) -> JSONBytes:
     )
     facts = _object(data, [], "The facts")
     name = ruleset or state.settings.default_ruleset
-    return JSONBytes(await state.service.evaluate(name, facts))
+    return RawJSON(await state.service.evaluate(name, facts, view))
 
 
 @router.post(
@@ -96,13 +104,13 @@ async def evaluate(request: Request, ruleset: RulesetName = None) -> JSONBytes:
         **{"application/x-ndjson": {"schema": {"$ref": REF + "BatchLines"}}},
     ),
 )
-async def evaluate_batch(request: Request, ruleset: RulesetName = None) -> Any:
+async def evaluate_batch(request: Request, ruleset: RulesetName = None, view: View = "full") -> Any:
     """Accounts in order; an invalid one gets an `error` entry in its place."""
     state = state_of(request)
     kind = media_type(request, (JSON, NDJSON))
     name = ruleset or state.settings.default_ruleset
     if kind == NDJSON:
-        return _stream(request, state, name)
+        return _stream(request, state, name, view)
     data = parse_json(
         await read_capped(request, state.settings.max_batch_bytes, state.pace), state.limits
     )
@@ -119,13 +127,13 @@ async def evaluate_batch(request: Request, ruleset: RulesetName = None) -> Any:
         )
         for i, raw in enumerate(accounts)
     ]
-    results = await state.service.evaluate_batch(
-        name, items, state.settings.log_chunk_size, partial(ensure_client, request.scope)
+    body = await state.service.evaluate_batch(
+        name, items, state.settings.log_chunk_size, partial(ensure_client, request.scope), view
     )
-    return JSONBytes({"results": results})
+    return RawJSON(body)
 
 
-def _stream(request: Request, state: AppState, name: str) -> StreamingResponse:
+def _stream(request: Request, state: AppState, name: str, view: str) -> StreamingResponse:
     lease = state.registry.hold()
     try:
         rs = lease.snapshot.get(name)
@@ -151,9 +159,13 @@ def _stream(request: Request, state: AppState, name: str) -> StreamingResponse:
             # A client that leaves stops the stream within the chunk in hand: no more
             # lines read, evaluated or logged for nobody (ClientDisconnect ends it).
             async for results in state.service.stream_batch(
-                rs, items(), state.settings.log_chunk_size, partial(ensure_client, request.scope)
+                rs,
+                items(),
+                state.settings.log_chunk_size,
+                partial(ensure_client, request.scope),
+                view,
             ):
-                yield b"".join(dumps(r) + b"\n" for r in results)
+                yield b"".join(r + b"\n" for r in results)
         except ApiError as exc:  # e.g. the decision log failed: say so on the stream, then stop
             yield dumps({"index": None, "account_id": None, "error": problem_for(exc)}) + b"\n"
         finally:
@@ -187,10 +199,10 @@ class DuplexStream(StreamingResponse):
     tags=["portfolio"],
     summary="Evaluate a portfolio (policy §7)",
     responses={200: {"model": PortfolioResponse}, **problems(400, 404, 408, 413, 415, 422, 503)},
-    response_class=JSONBytes,
+    response_class=RawJSON,
     openapi_extra=json_body("PortfolioRequest"),
 )
-async def evaluate_portfolio(request: Request, ruleset: RulesetName = None) -> JSONBytes:
+async def evaluate_portfolio(request: Request, ruleset: RulesetName = None) -> RawJSON:
     """Every account's verdict, the portfolio findings and the counts."""
     state = state_of(request)
     media_type(request, (JSON,))
@@ -206,7 +218,7 @@ async def evaluate_portfolio(request: Request, ruleset: RulesetName = None) -> J
     if bad:
         raise InvalidBody("Every account must be a JSON object.", errors=bad)
     name = ruleset or state.settings.default_ruleset
-    return JSONBytes(await state.service.portfolio(name, accounts, data.get("portfolio")))
+    return RawJSON(await state.service.portfolio(name, accounts, data.get("portfolio")))
 
 
 __all__ = ["account_id_of", "router"]

@@ -18,31 +18,36 @@ from conftest import KEY_FACTS, PG_URL, running, settings_for
 from api.decision_log import (
     MIGRATIONS,
     SCHEMA_VERSION,
-    Decision,
     DecisionLog,
     DecisionLogError,
+    Entry,
+    RulesetSource,
     SchemaTooNew,
     backend_for,
+    pack,
 )
 from api.ids import new_decision_id
 
 pytestmark = pytest.mark.anyio
 
 
-def decision(**over) -> Decision:
+FACTS = {"account_id": "中国银行-1", "name": '\u0000\u2028 "q"', "x": [1, 2.5, None]}
+
+
+def decision(**over) -> Entry:
     base = dict(
         decision_id=new_decision_id(),
-        ruleset_name="key-account",
-        ruleset_version="1",
         ruleset_digest="sha256:00",
         account_id="中国银行-1",
         qualification="key_account",
+        score=85,
+        view="full",
         duration_ms=1.5,
-        facts={"account_id": "中国银行-1", "name": '\u0000\u2028 "q"'},
-        verdict={"score": 85, "nested": {"x": [1, 2.5, None]}},
+        kaq_version="test",
+        facts=pack(FACTS),
     )
     base.update(over)
-    return Decision(**base)
+    return Entry(**base)
 
 
 async def test_open_creates_the_schema_and_is_idempotent(db_url: str) -> None:
@@ -59,12 +64,15 @@ async def test_write_then_read_round_trips_exactly(db_url: str) -> None:
     log = DecisionLog(db_url)
     await log.open()
     d = decision()
-    await log.write([d, decision(account_id=None, qualification=None)])
+    await log.store_rulesets([RulesetSource("sha256:00", "key-account", "1", "kaq: 1\n")])
+    await log.write([d, decision(account_id=None, qualification=None, score=None)])
     got = await log.get(d.decision_id)
     assert got is not None
-    assert got["facts"] == d.facts and got["verdict"] == d.verdict
-    assert got["ruleset"] == {"name": "key-account", "version": "1", "digest": "sha256:00"}
+    assert got["facts"] == FACTS and got["ruleset_digest"] == "sha256:00"
+    assert got["ruleset"] == {"name": "key-account", "version": "1"}
+    assert (await log.ruleset("sha256:00")).source == "kaq: 1\n"
     assert got["account_id"] == "中国银行-1" and got["duration_ms"] == 1.5
+    assert got["score"] == 85 and got["view"] == "full" and got["kaq_version"] == "test"
     assert got["created_at"].startswith(str(d.created_at.year))
     assert await log.get("missing") is None
     await log.check_writable()
@@ -287,7 +295,7 @@ async def test_a_deleted_sqlite_file_is_recreated_not_written_as_a_ghost(tmp_pat
             f.unlink()
         one = await r.client.post("/v1/evaluate", json=KEY_FACTS)
         assert one.status_code == 200
-        with sqlite3.connect(tmp_path / "kaq.db") as conn:
-            ids = [row[0] for row in conn.execute("SELECT decision_id FROM decisions")]
+        with closing(sqlite3.connect(tmp_path / "kaq.db")) as conn:
+            ids = [row[0] for row in conn.execute("SELECT decision_id FROM log")]
         assert ids == [one.json()["decision_id"]]
         assert (await r.client.get("/readyz")).status_code == 200

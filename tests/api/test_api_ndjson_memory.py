@@ -94,4 +94,4 @@ async def test_ndjson_100k_lines_with_bounded_memory(tmp_path: Path) -> None:
     from contextlib import closing
 
     with closing(sqlite3.connect(tmp_path / "log.db")) as conn:  # `with conn` does not close
-        assert conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == LINES
+        assert conn.execute("SELECT COUNT(*) FROM log").fetchone()[0] == LINES

@@ -89,7 +89,7 @@ def test_kill_9_under_load_loses_no_answered_decision(tmp_path: Path) -> None:
     try:
         db = server.db_url[len("sqlite:///") :]
         with closing(sqlite3.connect(db)) as conn:  # `with conn` alone would not close it
-            stored = {row[0] for row in conn.execute("SELECT decision_id FROM decisions")}
+            stored = {row[0] for row in conn.execute("SELECT decision_id FROM log")}
         missing = [d for d in answered if d not in stored]
         print(
             f"\nkill -9 under load: {len(answered)} answered, {len(stored)} stored, "
@@ -121,11 +121,11 @@ def _batch_load(url: str, stop: threading.Event, ok_ids: list[str], n: int) -> N
 def _stored_ids(db_url: str) -> set[str]:
     if db_url.startswith("sqlite"):
         with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
-            return {row[0] for row in conn.execute("SELECT decision_id FROM decisions")}
+            return {row[0] for row in conn.execute("SELECT decision_id FROM log")}
     import psycopg
 
     with psycopg.connect(db_url) as conn:
-        return {row[0] for row in conn.execute("SELECT decision_id FROM decisions")}
+        return {row[0] for row in conn.execute("SELECT decision_id FROM log")}
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

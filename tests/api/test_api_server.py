@@ -137,7 +137,7 @@ def test_clients_leaving_mid_body_are_counted_as_499_without_a_traceback(server:
 
 def logged_rows(server: Server) -> int:
     with sqlite3.connect(server.db_url.removeprefix("sqlite:///")) as conn:
-        return conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+        return conn.execute("SELECT COUNT(*) FROM log").fetchone()[0]
 
 
 def settled(read, quiet: float = 1.0, timeout: float = 15.0) -> int:

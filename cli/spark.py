@@ -87,7 +87,9 @@ def spark_evaluate(
     except ImportError:
         _fail("pyspark is not installed: pip install 'kaq[spark]'")
 
-    from engine.spark import error_counts, evaluate, ship
+    from pyspark.sql.types import LongType, StructField
+
+    from engine.spark import error_counts, evaluate_rdd, ship
 
     try:
         ship(rulesets, ruleset)  # validated before a JVM starts: errors come back at once
@@ -99,14 +101,15 @@ def spark_evaluate(
 
     spark, ours = _session(master)
     try:
-        accounts = _read(spark, input_path, in_format, partitions)
-        result = evaluate(
-            accounts,
+        rows, columns = _read(spark, input_path, in_format, partitions)
+        result = evaluate_rdd(
+            rows,
+            columns,
             rulesets=rulesets,
             ruleset=ruleset,
             view=view,
             json_column="value" if in_format == "jsonl" else None,
-            keep=["input_row"],
+            keep=[StructField("input_row", LongType(), False)],
         )
         writer = result.write.mode("overwrite" if overwrite else "errorifexists")
         try:
@@ -151,28 +154,27 @@ def _session(master: str | None) -> tuple[Any, bool]:
     return builder.getOrCreate(), True
 
 
-def _read(spark: Any, path: str, in_format: str, partitions: int | None) -> Any:
-    """The accounts with `input_row`, spread over enough partitions to keep every core busy."""
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
+def _read(spark: Any, path: str, in_format: str, partitions: int | None) -> tuple[Any, list[str]]:
+    """The accounts as rows `(input_row, ...)` spread over enough partitions for every core,
+    and the names of the rows' positions.
 
+    The rows stay in Python from reading to deciding: they cross into the Python workers
+    once (numbering them in a DataFrame first would send them through the JVM and back).
+    """
     sc = spark.sparkContext
     n = partitions or 4 * sc.defaultParallelism
     if in_format == "jsonl":
         # textFile splits one file into ranges in order: lines keep their order and number
         lines = sc.textFile(path, minPartitions=n).zipWithIndex()
         rows = lines.filter(lambda p: p[0].strip() != "").map(lambda p: (p[1] + 1, p[0]))
-        schema = StructType(
-            [StructField("input_row", LongType(), False), StructField("value", StringType())]
-        )
-        return spark.createDataFrame(rows, schema, verifySchema=False)
+        return rows, ["input_row", "value"]
     df = spark.read.parquet(path)
     if "input_row" in df.columns:
         _fail("a Parquet INPUT must not have a column `input_row` (kaq adds it)")
     numbered = df.rdd.zipWithIndex().map(lambda p: (p[1] + 1, p[0]))
     if numbered.getNumPartitions() < n:
         numbered = numbered.sortByKey(numPartitions=n)  # spread, still in input order
-    schema = StructType([StructField("input_row", LongType(), False), *df.schema.fields])
-    return spark.createDataFrame(numbered.map(lambda p: (p[0], *p[1])), schema, verifySchema=False)
+    return numbered.map(lambda p: (p[0], *p[1])), ["input_row", *df.columns]
 
 
 def _read_back(spark: Any, path: str, out_format: str) -> Any:

@@ -55,6 +55,7 @@ log = logging.getLogger("kaq.rulesets")
 
 Gate = Callable[[Mapping[str, str]], GateResult]
 CHANNEL = "kaq_rulesets"
+LISTENER_NAME = "kaq-ruleset-listener"  # application_name of every worker's LISTEN connection
 
 
 @dataclass(frozen=True)
@@ -378,9 +379,11 @@ _INFO_COLUMNS = "version, digest, rulesets, who, note, published_at"
 
 def default_who() -> str:
     """Who publishes when nobody says: the OS user at this host."""
+    import pwd
+
     try:
-        user = os.getlogin()
-    except OSError:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
         user = os.environ.get("USER") or str(os.getuid())
     return f"{user}@{socket.gethostname()}"
 
@@ -390,7 +393,7 @@ class DbSource(RulesetSource):
 
     kind = "db"
 
-    def __init__(self, url: str, *, gate: Gate = check_set, poll_seconds: float = 1.0):
+    def __init__(self, url: str, *, gate: Gate = check_set, poll_seconds: float = 0.5):
         super().__init__(gate)
         self.url = url
         self.poll_seconds = poll_seconds
@@ -526,7 +529,10 @@ class DbSource(RulesetSource):
                 try:
                     if conn is None:
                         conn = await psycopg.AsyncConnection.connect(
-                            self.url, autocommit=True, connect_timeout=5
+                            self.url,
+                            autocommit=True,
+                            connect_timeout=5,
+                            application_name=LISTENER_NAME,
                         )
                         await conn.execute(f"LISTEN {CHANNEL}")
                         if down_since is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -154,18 +155,24 @@ class RulesetSync:
             if newest == self._skipped:
                 continue
             try:
+                heard = time.time()
                 version = await asyncio.to_thread(self._fetch, newest)
                 if version is None or version.info.version == self.served_version():
                     continue
                 before = self.served
                 await self._load_version(version)
                 self.switches += 1
+                done = time.time()
                 log.info(
-                    "switched from version %s to version %d (%s) of the %s source",
+                    "switched from version %s to version %d (%s) of the %s source, "
+                    "%.0f ms after it was published (seen after %.0f ms, loaded in %.0f ms)",
                     before.version if before else "-",
                     version.info.version,
                     version.info.digest,
                     self.source.kind,
+                    (done - version.info.published_at.timestamp()) * 1000,
+                    (heard - version.info.published_at.timestamp()) * 1000,
+                    (done - heard) * 1000,
                 )
             except Exception:  # logged with its diagnostics by _reload
                 log.warning("version %d is skipped here until a newer one appears", newest)

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         "`kaq publish` stores in the PostgreSQL database of KAQ_DB_URL).",
     )
     ruleset_poll_seconds: float = Field(
-        default=1.0,
+        default=0.5,
         gt=0,
         le=60,
         description="How often every worker checks for a new ruleset version besides "

@@ -15,6 +15,7 @@ _NAMES = [
     "fmt",
     "corpus",
     "serve",
+    "publish",
     "spark",
 ]
 

@@ -105,9 +105,14 @@ class GateResult:
         return lines
 
 
-def check_set(files: Mapping[str, str]) -> GateResult:
-    """Compile and bind every ruleset of the set, then run every case; nothing is kept."""
+def check_set(files: Mapping[str, str], where: Path | None = None) -> GateResult:
+    """Compile and bind every ruleset of the set, then run every case; nothing is kept.
+
+    `where`: the folder the files came from, to locate diagnostics (`rulesets/x.yaml:3:1`).
+    """
     result = GateResult()
+    if where is not None:
+        files = {str(where / n): t for n, t in files.items()}
     try:
         compiled = compile_rulesets(ruleset_files(files))
     except RulesetError as exc:
@@ -120,7 +125,7 @@ def check_set(files: Mapping[str, str]) -> GateResult:
         return result
     try:
         result.rulesets = {name: rs.digest for name, rs in loaded.items()}
-        result.files = {c.compiled.doc.name: c.compiled.source.file for c in compiled}
+        result.files = {c.compiled.doc.name: Path(c.compiled.source.file).name for c in compiled}
         cases = [load_case_file(Path(n), t) for n, t in sorted(files.items()) if is_cases_file(n)]
         suite = run_suite(cases, loaded)
         result.diagnostics = list(suite.file_errors)

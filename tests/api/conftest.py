@@ -182,6 +182,7 @@ def start_server(
     port: int | None = None,
     db_url: str | None = None,
     ready_timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> Server:
     """Start `kaq serve` and wait until /readyz answers 200 (on every worker's socket)."""
     import subprocess
@@ -194,7 +195,7 @@ def start_server(
     port = port or free_port()
     db_url = db_url or f"sqlite:///{tmp / 'kaq.db'}"
     log = tmp / f"server-{port}-{time.time_ns()}.log"
-    env = {**os.environ, "KAQ_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {**os.environ, "KAQ_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
     if tiny:
         env["KAQ_DEFAULT_RULESET"] = "tiny"
     cmd = [

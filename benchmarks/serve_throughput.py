@@ -5,9 +5,11 @@
 Starts `kaq serve --workers N` on 127.0.0.1 (decision log: a fresh PostgreSQL schema of
 --db, default the local test database; or SQLite with --db sqlite), then for --seconds each:
 single-account `POST /v1/evaluate` from 8 client threads (full view, then `?view=decision`),
-and `POST /v1/evaluate/batch` of 100 accounts from 2 threads. Prints accounts/s and the
-p50/p99 latency of each. The client runs on the same machine as the server, so on a small
-machine it takes cores from it: the figures are a floor. For docs/deploy.md's sizing.
+and `POST /v1/evaluate/batch` of 100 accounts from 2 threads. Prints accounts/s, the
+p50/p99 latency of each, and the server's CPU time per account (all its processes, from
+/proc): the figure that does not depend on what else the machine runs. The client runs on
+the same machine as the server, so on a small machine it takes cores from it: the rates are
+a floor. For docs/deploy.md's sizing.
 """
 
 from __future__ import annotations
@@ -39,6 +41,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def tree(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            out.extend(tree(int(child)))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants so far."""
+    total = 0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+SERVER_PID = 0
+
+
 def load(url: str, body_of, threads: int, seconds: float, per_request: int) -> str:
     latencies: list[float] = []
     failures = 0
@@ -61,12 +87,14 @@ def load(url: str, body_of, threads: int, seconds: float, per_request: int) -> s
                         failures += 1
 
     pool = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+    cpu0 = cpu_seconds(SERVER_PID)
     t0 = time.perf_counter()
     for t in pool:
         t.start()
     for t in pool:
         t.join()
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds(SERVER_PID) - cpu0
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")
     p50 = statistics.median(latencies)
@@ -74,6 +102,7 @@ def load(url: str, body_of, threads: int, seconds: float, per_request: int) -> s
         f"{len(latencies) * per_request / wall:8,.0f} accounts/s  "
         f"{len(latencies) / wall:7,.0f} requests/s  p50 {p50 * 1000:6.1f} ms"
         f"  p99 {p99 * 1000:6.1f} ms  failed {failures}"
+        f"  server CPU {cpu * 1e6 / max(1, len(latencies) * per_request):6.0f} µs/account"
     )
 
 
@@ -107,6 +136,8 @@ def main() -> None:
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    global SERVER_PID
+    SERVER_PID = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -1,7 +1,9 @@
 # kaq service image: `docker build -t kaq .` then
 #   docker run -p 8000:8000 -v kaq-data:/data kaq
 # Rulesets are baked in at /app/rulesets; mount another folder there to change them
-# (then `docker kill -s HUP` reloads without a restart).
+# (then `docker kill -s HUP` reloads without a restart). Replicas share their rulesets
+# through PostgreSQL instead: -e KAQ_DB_URL=postgresql://... -e KAQ_RULESET_SOURCE=db, and
+# `kaq publish` (docs/deploy.md).
 
 # --- build: compilers live only here (durable_rules is a C extension) -------------
 FROM python:3.11-slim AS build

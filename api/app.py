@@ -21,13 +21,18 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.tools.gate import check_set
+
 from .client import ClientDisconnect
 from .decision_log import DecisionLog
+from .engine_thread import on_engine_thread
 from .errors import ApiError, problem, problem_for, problem_response
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import build_openapi
 from .registry import Registry, Snapshot
 from .routes import decisions, evaluate, ops, rulesets
+from .ruleset_source import source_for
+from .ruleset_sync import RulesetSync
 from .service import Service
 from .settings import Settings, get_settings
 from .state import AppState
@@ -77,7 +82,7 @@ def _install_sighup(state: AppState) -> bool:
     async def reload() -> None:
         log.info("SIGHUP: reloading the rulesets")
         try:
-            await state.registry.reload()
+            await state.rulesets.reload()
             state.metrics.reloads.labels("ok").inc()
         except Exception:  # already logged, with its diagnostics, by the loader
             state.metrics.reloads.labels("failed").inc()
@@ -130,49 +135,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from engine.runtime.loader import bind_rulesets, compile_rulesets, read_sources
+        from engine.runtime.loader import bind_rulesets
 
         s = settings or get_settings()
-        folder = s.rulesets
-        registry: Registry
-
-        def failed(exc: BaseException) -> None:
-            stay = registry.current is not None
-            log.error(
-                "loading the rulesets in %s failed; %s:\n%s",
-                folder,
-                "the running rulesets stay" if stay else "nothing to serve",
-                exc,
-            )
-
-        # Both run for the first load, SIGHUP and POST /v1/admin/reload alike, so every
-        # failed load is logged once, with all its diagnostics.
-        def compile_folder() -> Any:
-            try:
-                return compile_rulesets(read_sources(folder), base=folder)
-            except Exception as exc:
-                failed(exc)
-                raise
+        source = source_for(s, gate=on_engine_thread(check_set))
 
         def bind(compiled: Any) -> dict[str, Any]:
-            try:
-                return bind_rulesets(compiled)
-            except Exception as exc:
-                failed(exc)
-                raise
+            return bind_rulesets(compiled)
 
-        registry = Registry(compile_folder, bind)
+        registry = Registry(lambda: None, bind)  # every load names its compiler: RulesetSync
         registry.on_swap.append(_log_swap)
+        sync = RulesetSync(source, registry)
         decision_log = DecisionLog(s.db_url, on_commit=metrics.observe_commit)
         await decision_log.open()
         try:
-            await registry.reload()
+            await sync.start()
         except BaseException:
             await decision_log.close()
             raise
         registry.on_swap.append(lambda _snap: setattr(app, "openapi_schema", None))
         state = AppState(
-            s, registry, decision_log, metrics, Service(registry, decision_log, metrics)
+            s, registry, decision_log, metrics, Service(registry, decision_log, metrics), sync
         )
         app.state.kaq = state
         app.openapi_schema = None
@@ -182,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if s.log_retention_days
             else None
         )
+        sync.follow()
         try:
             yield
         finally:
@@ -189,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 retention.cancel()
             if sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            await sync.stop()
             app.state.kaq = None
             await state.service.close()
             await registry.close()

@@ -40,3 +40,17 @@ async def run(fn: Callable[..., T], *args: Any) -> T:
 def submit(fn: Callable[..., T], *args: Any) -> Future[T]:
     """Queue `fn(*args)` on the engine thread without waiting for it."""
     return _get().submit(fn, *args)
+
+
+def on_engine_thread(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn` made to run on the engine thread when called from any other (it blocks the caller).
+
+    For work called from a worker thread that must touch the engine (a publish gate binds
+    rulesets); never call the result on the engine thread itself, which would wait for
+    itself.
+    """
+
+    def call(*args: Any) -> T:
+        return submit(fn, *args).result()
+
+    return call

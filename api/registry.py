@@ -28,12 +28,25 @@ from .errors import NotFound, ServiceUnavailable
 log = logging.getLogger("kaq.registry")
 
 
+@dataclass(frozen=True)
+class Build:
+    """What a compiler may return: the compiled rulesets and where they came from.
+
+    `origin` (the source's version: api/ruleset_source.py `VersionInfo`) is kept on the
+    snapshot, so a listing says which published version a worker serves.
+    """
+
+    compiled: Any
+    origin: Any = None
+
+
 @dataclass(eq=False)
 class Snapshot:
     """One generation of loaded rulesets; never mutated after creation."""
 
     rulesets: Mapping[str, Any]
     generation: int
+    origin: Any = None  # the source's version these rulesets were built from
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     refs: int = 0
     retired: bool = False
@@ -72,13 +85,34 @@ class Registry:
     def current(self) -> Snapshot | None:
         return self._current
 
-    async def reload(self) -> Snapshot:
-        """Load every ruleset again; on any error raise and keep serving the current ones."""
+    async def reload(
+        self,
+        compiler: Callable[[], Any] | None = None,
+        *,
+        commit: Callable[[Any], Any] | None = None,
+    ) -> Snapshot:
+        """Load every ruleset again; on any error raise and keep serving the current ones.
+
+        `compiler` replaces the registry's own for this load (it may return a `Build`).
+        `commit(origin)`, when given, runs after the rulesets are bound and before they are
+        swapped in; what it returns becomes the snapshot's origin, and if it raises, the new
+        rulesets are freed and the current ones stay (how a worker publishes a generation to
+        its siblings only once it has validated it itself).
+        """
         async with self._reload_lock:
-            compiled = await asyncio.to_thread(self._compiler)
-            loaded = await engine_thread.run(self._binder, compiled)
+            built = await asyncio.to_thread(compiler or self._compiler)
+            origin = None
+            if isinstance(built, Build):
+                built, origin = built.compiled, built.origin
+            loaded = await engine_thread.run(self._binder, built)
+            if commit is not None:
+                try:
+                    origin = await asyncio.to_thread(commit, origin)
+                except BaseException:
+                    await engine_thread.run(_close_all, Snapshot(loaded, 0))
+                    raise
             self._generation += 1
-            new = Snapshot(MappingProxyType(dict(loaded)), self._generation)
+            new = Snapshot(MappingProxyType(dict(loaded)), self._generation, origin)
             old, self._current = self._current, new
             for callback in self.on_swap:
                 callback(new)

@@ -184,6 +184,7 @@ class RulesetList(_Open):
     rulesets: list[RulesetSummary]
     generation: int
     loaded_at: str
+    source: dict[str, Any] = {}  # kind, version, digest, who, note, published_at, served_by
 
 
 class RulesetDetail(_Open):
@@ -197,7 +198,7 @@ class RulesetDetail(_Open):
 class ReloadResponse(_Open):
     generation: int
     rulesets: list[RulesetSummary]
-    workers_restarting: bool = False  # True under --workers N: every worker is replaced
+    source: dict[str, Any] = {}  # the source and version now served (GET /v1/rulesets too)
 
 
 class StoredDecision(_Open):

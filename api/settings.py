@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.runtime.loader import rulesets_folder
@@ -24,6 +25,23 @@ class Settings(BaseSettings):
         default_factory=lambda: rulesets_folder(env={}),
         description="Folder of the rulesets to serve (default: ./rulesets if it exists, else "
         "the rulesets shipped with kaq).",
+    )
+    ruleset_source: Literal["dir", "db"] = Field(
+        default="dir",
+        description="Where the rulesets come from: `dir` (the folder) or `db` (the versions "
+        "`kaq publish` stores in the PostgreSQL database of KAQ_DB_URL).",
+    )
+    ruleset_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="How often every worker checks for a new ruleset version besides "
+        "LISTEN/NOTIFY (db) or the run's generation file (dir).",
+    )
+    run_dir: Path | None = Field(
+        default=None,
+        description="Folder shared by the workers of one `kaq serve` (set by kaq serve): the "
+        "run's ruleset generation.",
     )
     db_url: str = Field(
         default="sqlite:///kaq.db",
@@ -82,6 +100,17 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:// or postgresql://")
         return value
 
+    @model_validator(mode="after")
+    def _db_source_needs_postgres(self) -> Settings:
+        if self.ruleset_source == "db" and not self.db_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError(
+                "KAQ_RULESET_SOURCE=db keeps the rulesets in the PostgreSQL database of "
+                "KAQ_DB_URL, which must then start with postgresql://"
+            )
+        return self
+
     @property
     def admin_enabled(self) -> bool:
         """Admin endpoints answer only when a non-empty token is configured."""
@@ -97,7 +126,11 @@ def describe_errors(exc: ValidationError) -> list[str]:
     lines = []
     for e in exc.errors(include_url=False):
         field = str(e["loc"][0]) if e["loc"] else ""
-        line = f"KAQ_{field.upper()}: {e['msg'].removeprefix('Value error, ')}"
+        msg = e["msg"].removeprefix("Value error, ")
+        if not field:  # a rule across settings: its message names them
+            lines.append(msg)
+            continue
+        line = f"KAQ_{field.upper()}: {msg}"
         info = Settings.model_fields.get(field)
         secret = info is not None and "SecretStr" in str(info.annotation)
         if "input" in e and not secret:

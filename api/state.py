@@ -11,6 +11,7 @@ from .decision_log import DecisionLog
 from .errors import ServiceUnavailable
 from .metrics import Metrics
 from .registry import Registry
+from .ruleset_sync import RulesetSync
 from .service import Service
 from .settings import Settings
 
@@ -24,6 +25,7 @@ class AppState:
     decision_log: DecisionLog
     metrics: Metrics
     service: Service
+    rulesets: RulesetSync  # the source the registry follows (reload, publish, versions)
 
     @property
     def limits(self) -> JsonLimits:

@@ -15,6 +15,8 @@ _NAMES = [
     "fmt",
     "corpus",
     "serve",
+    "publish",
+    "spark",
 ]
 
 

@@ -1,10 +1,16 @@
 """`kaq serve`: run the HTTP API (`api.app:app`) with uvicorn, configured by `api.server`.
 
 Several workers are separate processes under uvicorn's supervisor, which
-replaces a worker that dies and, on SIGHUP, starts fresh workers (each loads
-the rulesets again) before retiring the old ones, keeping the old ones when
-the new ones fail to start. Each worker loads its own rulesets after it starts:
-durable_rules state is never shared, not even through fork.
+replaces a worker that dies and, on SIGHUP, starts fresh workers before retiring
+the old ones. Each worker loads its own rulesets after it starts: durable_rules
+state is never shared, not even through fork.
+
+The workers of one `kaq serve` share a run directory (`KAQ_RUN_DIR`, made here and
+removed at exit). On the folder source it holds the run's ruleset generation: the
+files one worker validated (at its start, on `POST /v1/admin/reload`, on SIGHUP),
+which every worker watches and loads, so that no worker stays on an older version
+and none loads files changed after their validation. On the database source
+(`--ruleset-source db`) every worker follows the published versions itself.
 
 With more than one worker, metrics are kept in a fresh directory named by
 `PROMETHEUS_MULTIPROC_DIR` (set here, before any worker starts, and removed at
@@ -67,12 +73,49 @@ def _preflight(settings: Any) -> None:
     if problem is not None:
         typer.echo(f"kaq serve: {problem}", err=True)
         raise typer.Exit(2)
-
+    if settings.ruleset_source == "db":
+        _preflight_db(settings)
+        return
+    if not settings.rulesets.is_dir():
+        typer.echo(f"kaq serve: no ruleset folder {settings.rulesets}", err=True)
+        raise typer.Exit(2)
     try:
         for rs in load_rulesets(settings.rulesets).values():
             rs.close()
     except RulesetError as exc:
         typer.echo(f"kaq serve: the rulesets in {settings.rulesets} do not load:", err=True)
+        print_diagnostics(exc)
+        raise typer.Exit(2) from None
+
+
+def _preflight_db(settings: Any) -> None:
+    """The database source must answer and hold a version that loads."""
+    import psycopg
+
+    from api.ruleset_source import DbSource
+    from cli._common import print_diagnostics
+    from engine.errors import RulesetError
+    from engine.runtime.loader import load_rulesets_from_sources
+    from engine.tools.gate import ruleset_files
+
+    try:
+        head = DbSource(settings.db_url).head()
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"kaq serve: the ruleset database does not answer: {first}", err=True)
+        raise typer.Exit(2) from None
+    if head is None:
+        typer.echo(
+            "kaq serve: no ruleset version is published in the database yet; "
+            "run `kaq publish DIR --db URL` first",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        for rs in load_rulesets_from_sources(ruleset_files(head.files)).values():
+            rs.close()
+    except RulesetError as exc:
+        typer.echo(f"kaq serve: published version {head.info.version} does not load:", err=True)
         print_diagnostics(exc)
         raise typer.Exit(2) from None
 
@@ -84,6 +127,13 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, help="TCP port"),
         rulesets: Path = typer.Option(None, help="ruleset folder [env KAQ_RULESETS, rulesets]"),
         db: str = typer.Option(None, help="decision log URL [env KAQ_DB_URL, sqlite:///kaq.db]"),
+        ruleset_source: str = typer.Option(
+            None,
+            "--ruleset-source",
+            help="dir (the rulesets folder) or db (versions published with `kaq publish` in "
+            "the database of --db) [env KAQ_RULESET_SOURCE, dir]",
+            show_default=False,
+        ),
         workers: int = typer.Option(1, min=1, help="worker processes"),
         log_level: str = typer.Option(
             "info", help="uvicorn log level (kaq's own events log at INFO regardless)"
@@ -100,6 +150,8 @@ def register(app: typer.Typer) -> None:
             os.environ["KAQ_RULESETS"] = str(rulesets.resolve())
         if db is not None:
             os.environ["KAQ_DB_URL"] = db
+        if ruleset_source is not None:
+            os.environ["KAQ_RULESET_SOURCE"] = ruleset_source
         try:
             settings = Settings()
         except ValidationError as exc:
@@ -107,21 +159,17 @@ def register(app: typer.Typer) -> None:
             for line in describe_errors(exc):
                 typer.echo(f"kaq serve: {line}", err=True)
             raise typer.Exit(2) from None
-        if not settings.rulesets.is_dir():
-            typer.echo(f"kaq serve: no ruleset folder {settings.rulesets}", err=True)
-            raise typer.Exit(2)
         _preflight(settings)
         metrics_dir = None
         if workers > 1:
             # Fresh each run: files left by an earlier run would be added to this one's counts.
             metrics_dir = tempfile.mkdtemp(prefix="kaq-metrics-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-            # POST /v1/admin/reload reaches one worker; it validates, then asks this
-            # supervisor (SIGHUP) to replace every worker with the new rulesets.
-            os.environ["KAQ_SUPERVISOR_PID"] = str(os.getpid())
         else:
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-            os.environ.pop("KAQ_SUPERVISOR_PID", None)
+        # The workers' shared ruleset generation (folder source); fresh each run.
+        run_dir = tempfile.mkdtemp(prefix="kaq-run-")
+        os.environ["KAQ_RUN_DIR"] = run_dir
         try:
             server.run(
                 host=host,
@@ -131,5 +179,6 @@ def register(app: typer.Typer) -> None:
                 log_config=log_config(log_level),
             )
         finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -9,6 +9,7 @@
 
 from engine.errors import (
     Diagnostic,
+    DigestMismatch,
     EngineError,
     EvaluationError,
     FactsError,
@@ -16,6 +17,7 @@ from engine.errors import (
     KaqError,
     RulesetError,
 )
+from engine.lang.source import source_digest
 from engine.runtime.decide import Decision, RulesetRef
 from engine.runtime.loader import (
     bind_rulesets,
@@ -32,6 +34,7 @@ from engine.runtime.prepared import VIEWS, PreparedRuleset, load_ruleset, prepar
 __all__ = [
     "Decision",
     "Diagnostic",
+    "DigestMismatch",
     "EngineError",
     "EvaluationError",
     "FactsError",
@@ -51,5 +54,6 @@ __all__ = [
     "ruleset_files",
     "rulesets_folder",
     "shipped_rulesets",
+    "source_digest",
     "summary_of",
 ]

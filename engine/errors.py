@@ -9,9 +9,11 @@ The tree, drawn once::
     │                             (the caller's to fix)
     └── InternalError             kaq failed on valid facts and a valid ruleset: never the
         │                         caller's fault (HTTP 500, logged with its traceback)
-        └── EvaluationError       the evaluation could not decide consistently (the engine
-            │                     and the explanation disagree, two stages fired)
-            └── EngineError       durable_rules itself failed (its numeric error codes)
+        ├── EvaluationError       the evaluation could not decide consistently (the engine
+        │   │                     and the explanation disagree, two stages fired)
+        │   └── EngineError       durable_rules itself failed (its numeric error codes)
+        └── DigestMismatch        a ruleset's text does not hash to the digest it travelled
+                                  with (a Spark executor, a published version): refused
 
 Each Diagnostic has a stable `code` (``ruleset.unknown_fact``), a message, a location
 ``file:line:col`` and, where one helps, a hint. Tests match codes, not text.
@@ -93,3 +95,9 @@ class EngineError(EvaluationError):
     """durable_rules reported an error (or an inconsistency with the explanation)."""
 
     code = "evaluation.engine"
+
+
+class DigestMismatch(InternalError):
+    """A ruleset's source text does not hash to the digest it was shipped or stored with."""
+
+    code = "ruleset.digest_mismatch"

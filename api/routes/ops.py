@@ -38,6 +38,9 @@ async def readyz(request: Request) -> JSONBytes:
             "rulesets": len(snap.rulesets),
             "generation": snap.generation,
             "decision_log": state.decision_log.kind,
+            "ruleset_source": state.rulesets.source.kind,
+            "ruleset_version": snap.origin.version if snap.origin is not None else None,
+            "ruleset_digest": snap.origin.digest if snap.origin is not None else None,
         }
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
-import signal
+import socket
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -38,6 +38,22 @@ def _listing(snap: Snapshot) -> list[dict[str, Any]]:
     return [summary(snap.rulesets[name]) for name in sorted(snap.rulesets)]
 
 
+def _source(state: AppState, snap: Snapshot) -> dict[str, Any]:
+    """Which version of which source this worker serves, and which worker it is.
+
+    Behind a load balancer, each answer says what the replica and worker that gave it
+    serves: `digest` is the digest of the whole published set (a version), each ruleset's
+    own digest is in the listing beside it.
+    """
+    origin = snap.origin.to_dict() if snap.origin is not None else {}
+    origin.pop("source", None)
+    return {
+        **state.rulesets.source.describe(),
+        **origin,
+        "served_by": {"host": socket.gethostname(), "pid": os.getpid()},
+    }
+
+
 @router.get(
     "/v1/rulesets",
     summary="The loaded rulesets",
@@ -51,6 +67,7 @@ async def list_rulesets(request: Request) -> JSONBytes:
                 "rulesets": _listing(snap),
                 "generation": snap.generation,
                 "loaded_at": snap.loaded_at.isoformat(),
+                "source": _source(state_of(request), snap),
             }
         )
 
@@ -112,11 +129,17 @@ def require_admin(request: Request, state: AppState) -> None:
     openapi_extra={"security": [{"admin": []}]},
 )
 async def reload_rulesets(request: Request) -> JSONBytes:
-    """400 with every diagnostic when a ruleset is invalid; the running ones keep serving."""
+    """400 with every diagnostic when a ruleset is invalid; the running ones keep serving.
+
+    On the folder source, this worker compiles and binds the folder, then makes it the
+    run's generation, which every other worker of this `kaq serve` loads within a poll
+    (0.25 s); on the database source, it loads the newest published version (the others
+    follow it by themselves).
+    """
     state = state_of(request)
     require_admin(request, state)
     try:
-        snap = await state.registry.reload()
+        snap = await state.rulesets.reload()
     except Exception:
         state.metrics.reloads.labels("failed").inc()
         raise
@@ -125,20 +148,6 @@ async def reload_rulesets(request: Request) -> JSONBytes:
         {
             "generation": snap.generation,
             "rulesets": _listing(snap),
-            "workers_restarting": _restart_sibling_workers(),
+            "source": _source(state, snap),
         }
     )
-
-
-def _restart_sibling_workers() -> bool:
-    """Under `kaq serve --workers N`, have the supervisor replace every worker.
-
-    This worker has just loaded and validated the rulesets; uvicorn's supervisor, on
-    SIGHUP, starts fresh workers (each loading the same files) before retiring the old
-    ones, so requests in flight finish on the version they started with.
-    """
-    supervisor = os.environ.get("KAQ_SUPERVISOR_PID", "")
-    if not supervisor.isdigit() or int(supervisor) != os.getppid():
-        return False
-    os.kill(int(supervisor), signal.SIGHUP)
-    return True

@@ -20,7 +20,6 @@ shows where it is used).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from engine.lang.program import (
     Step,
 )
 from engine.lang.shape import check_shape, looks_numeric
-from engine.lang.source import Source, read_yaml
+from engine.lang.source import Source, read_yaml, source_digest
 from engine.lang.templates import placeholders
 from engine.runtime._durable import (
     MAX_ALPHA_STACK,
@@ -575,7 +574,7 @@ class _Compiler:
         }
         missing = {n: d.missing.model_dump() for n, d in doc.facts.items() if d.missing}
         missing.update({n: d.missing.model_dump() for n, d in doc.derived.items() if d.missing})
-        digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        digest = source_digest(text)
         account = self.units[0].program
         portfolio = self.units[1].program if len(self.units) > 1 else None
         assert account is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,15 @@ MAX_FLOW_DEPTH = 64  # the YAML parser slows quadratically on deep nesting; rule
 # The default ruleset and its cases expand to about 1,300 and 1,600 nodes, with no alias.
 MAX_ALIASES = 100
 MAX_EXPANDED_NODES = 100_000
+
+
+def source_digest(text: str) -> str:
+    """The digest of a ruleset's source text: ``sha256:<hex of its UTF-8 bytes>``.
+
+    A ruleset's identity wherever it travels (the API's listings, the decision log, Spark
+    executors, published versions): the same text always gives the same digest.
+    """
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _flow_depth(text: str) -> int:

@@ -235,21 +235,28 @@ def _accounts_wrapper(s: _Stream, label: str) -> Iterator[Record]:
         raise ValueError("extra data after the object")
 
 
+def parse_json_line(line: str) -> tuple[dict[str, Any] | None, str | None]:
+    """One JSON Lines record: its facts, or why it is not an account (never both).
+
+    The one reader of a JSON Lines account, for `kaq evaluate` and for Spark's executors
+    alike: NaN and Infinity are refused, as JSON has no such numbers.
+    """
+    try:
+        item = _DECODER.decode(line)
+    except ValueError as exc:
+        return None, f"not valid JSON: {exc}"
+    if not isinstance(item, dict):
+        return None, "an account must be a JSON object"
+    return item, None
+
+
 def _jsonl(path: Path) -> Iterator[Record]:
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{n}"
-            try:
-                item = _DECODER.decode(line)
-            except ValueError as exc:
-                yield Record(where, None, f"not valid JSON: {exc}")
-                continue
-            if not isinstance(item, dict):
-                yield Record(where, None, "an account must be a JSON object")
-            else:
-                yield Record(where, item)
+            facts, error = parse_json_line(line)
+            yield Record(f"{path}:{n}", facts, error)
 
 
 def _csv(path: Path, decls: Mapping[str, FactDecl]) -> Iterator[Record]:

@@ -1,81 +1,110 @@
-"""`kaq serve --workers 2`: POST /v1/admin/reload reaches one worker but reloads them all."""
+"""`kaq serve --workers 2` on the folder source: a reload reaches one worker, every worker
+serves what that worker validated, and no worker is left on another version."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
 import httpx
-from conftest import ADMIN_TOKEN, start_server, stop_server
+from conftest import ADMIN_TOKEN, Server, start_server, stop_server
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def _digests(url: str, n: int = 12) -> set[str]:
-    # a new connection per request, so either worker may answer
-    return {
-        httpx.get(url + "/v1/rulesets", timeout=10).json()["rulesets"][0]["digest"]
-        for _ in range(n)
-    }
+def served(url: str, n: int = 16) -> dict[int, str]:
+    """Worker pid -> the digest of the set it serves, from `n` fresh connections."""
+    out: dict[int, str] = {}
+    for _ in range(n):
+        try:
+            source = httpx.get(url + "/v1/rulesets", timeout=10).json()["source"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            continue  # a worker being replaced
+        out[source["served_by"]["pid"]] = source["digest"]
+    return out
 
 
-def test_admin_reload_replaces_every_worker(tmp_path: Path) -> None:
+def all_serve(server: Server, digest: str, workers: int = 2, timeout: float = 10) -> float:
+    """Seconds until every worker answers with `digest` (AssertionError if they never do)."""
+    started = time.monotonic()
+    seen: dict[int, str] = {}
+    while time.monotonic() - started < timeout:
+        seen.update(served(server.url))
+        alive = set(server.children())
+        seen = {pid: d for pid, d in seen.items() if pid in alive}
+        if len(seen) == workers and set(seen.values()) == {digest}:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"workers serve {seen}, not all {digest}")
+
+
+def reload(server: Server) -> dict:
+    r = httpx.post(server.url + "/v1/admin/reload", headers=AUTH, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_admin_reload_reaches_every_worker_within_a_second(tmp_path: Path) -> None:
     server = start_server(tmp_path, workers=2, tiny=True)
     try:
-        before = _digests(server.url)
-        assert len(before) == 1
+        server.wait_for_workers(2)
+        first = served(server.url, 24)
+        assert len(set(first.values())) == 1
         ruleset = next((tmp_path / "rulesets").glob("*.yaml"))
         ruleset.write_text(ruleset.read_text(encoding="utf-8") + "\n# reloaded\n", "utf-8")
-        r = httpx.post(
-            server.url + "/v1/admin/reload",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
-        assert r.json()["workers_restarting"] is True
-        new = r.json()["rulesets"][0]["digest"]
-        assert new not in before
-        deadline = time.monotonic() + 60
-        seen: set[str] = set()
-        while time.monotonic() < deadline:
-            try:
-                seen = _digests(server.url)
-            except httpx.HTTPError:
-                seen = set()  # a worker being replaced
-            if seen == {new}:
-                break
-            time.sleep(0.5)
-        assert seen == {new}
+        answer = reload(server)
+        new = answer["source"]["digest"]
+        assert new not in first.values()
+        assert answer["source"]["version"] == 2  # the run's generation 2
+        assert all_serve(server, new) < 1.0
     finally:
         stop_server(server)
 
 
-def test_serve_refuses_to_start_on_a_broken_ruleset_with_located_errors(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def test_files_changed_after_validation_never_reach_a_worker(tmp_path: Path) -> None:
+    server = start_server(tmp_path, workers=2, tiny=True)
+    try:
+        pids = server.wait_for_workers(2)
+        ruleset = next((tmp_path / "rulesets").glob("*.yaml"))
+        good = ruleset.read_text(encoding="utf-8")
+        ruleset.write_text(good + "\n# validated\n", "utf-8")
+        validated = reload(server)["source"]["digest"]
+        # changed again at once, and broken: the other worker must not read the folder
+        ruleset.write_text(good.replace("product_fit == 'strong'", "product_fitt"), "utf-8")
+        all_serve(server, validated)
+        # a worker killed and replaced by the supervisor starts on the folder; it does not
+        # load, so the new worker serves the run's generation, like its sibling
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while pids[0] in server.children() or len(server.children()) < 2:
+            assert time.monotonic() < deadline, "the worker was not replaced"
+            time.sleep(0.1)
+        all_serve(server, validated, timeout=30)
+        assert "serves the run's generation" in server.log.read_text()
+    finally:
+        stop_server(server)
 
-    from conftest import REPO
 
-    folder = tmp_path / "rulesets"
-    folder.mkdir()
-    text = (REPO / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
-    (folder / "key-account.yaml").write_text(
-        text.replace("gross_margin_pct < ", "gross_margn_pct < ", 1), encoding="utf-8"
-    )
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "kaq"),
-            "serve",
-            "--rulesets",
-            str(folder),
-            "--port",
-            "1",
-            "--db",
-            f"sqlite:///{tmp_path / 'k.db'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert "key-account.yaml:" in proc.stderr and "expr.unknown_name" in proc.stderr
-    assert "did you mean `gross_margin_pct`?" in proc.stderr
+def test_a_replaced_worker_that_finds_new_valid_files_moves_every_worker(tmp_path: Path) -> None:
+    server = start_server(tmp_path, workers=2, tiny=True)
+    try:
+        pids = server.wait_for_workers(2)
+        ruleset = next((tmp_path / "rulesets").glob("*.yaml"))
+        ruleset.write_text(ruleset.read_text(encoding="utf-8") + "\n# edited\n", "utf-8")
+        before = set(served(server.url, 24).values())
+        assert len(before) == 1  # edited files are not served before they are loaded
+        os.kill(pids[1], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        fresh: set[str] = set()
+        while not fresh:
+            assert time.monotonic() < deadline, "no new generation"
+            fresh = set(served(server.url).values()) - before
+            time.sleep(0.2)
+        (digest,) = fresh
+        # the new worker read the folder at its start and made it the generation: the old
+        # worker follows it, rather than serving another version beside it
+        all_serve(server, digest, timeout=30)
+    finally:
+        stop_server(server)

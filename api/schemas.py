@@ -211,7 +211,14 @@ class StoredDecision(_Open):
     view: str = Field(description="The view it was answered in; `verdict` is the full one.")
     kaq_version: str | None = Field(description="The kaq that logged it (null: an old row).")
     facts: dict[str, Any]
-    verdict: dict[str, Any] = Field(description="The full verdict, as it was answered.")
+    verdict: dict[str, Any] | None = Field(
+        description="The full verdict, as it was answered; null (with `warning`) when the "
+        "ruleset that decided it can no longer be prepared."
+    )
+    warning: str | None = Field(
+        default=None,
+        description="Present when the verdict could not be made again exactly as logged.",
+    )
 
 
 class Health(_Open):

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from engine import PreparedRuleset
+from engine.errors import RulesetError
 
 from . import engine_thread
 from .decision_log import DecisionLog, Entry, RulesetSource, pack
@@ -100,6 +101,14 @@ def _answer_all(
 def _recompute(rs: PreparedRuleset, facts: Any, decision_id: str) -> dict[str, Any]:
     """The full verdict of logged facts, as it was answered (decision id first)."""
     return {"decision_id": decision_id, **rs.evaluate(facts)}
+
+
+def _points(score: float | None) -> str:
+    return "no score" if score is None else f"{score:g} points"
+
+
+class _Unavailable(Exception):
+    """The ruleset of a logged decision cannot be prepared again (why: the message)."""
 
 
 Checkpoint = Callable[[], Awaitable[None]]
@@ -267,12 +276,18 @@ class Service:
         if found is None or "verdict" in found:
             return found
         digest = found["ruleset_digest"]
+        meta = found.get("ruleset") or {}
+        verdict: dict[str, Any] | None = None
+        missing = None
         with self.registry.acquire() as snap:
             rs = next((r for r in snap.rulesets.values() if r.digest == digest), None)
             if rs is None:
-                rs = await self._older_ruleset(digest)
-            verdict = await engine_thread.run(_recompute, rs, found["facts"], decision_id)
-        meta = found.get("ruleset") or {}
+                try:
+                    rs = await self._older_ruleset(digest)
+                except _Unavailable as exc:
+                    missing = str(exc)
+            if rs is not None:
+                verdict = await engine_thread.run(_recompute, rs, found["facts"], decision_id)
         out = {
             "decision_id": decision_id,
             "created_at": found["created_at"],
@@ -285,7 +300,17 @@ class Service:
             "facts": found["facts"],
             "verdict": verdict,
         }
-        if (verdict["qualification"], verdict["score"]) != (found["qualification"], found["score"]):
+        if verdict is None:
+            # The record stands (facts and decision as logged); its explanation cannot be
+            # made again without the ruleset that decided it.
+            out["warning"] = (
+                f"the verdict cannot be shown again: {missing}; the facts and the decision "
+                f"({found['qualification']}, {_points(found['score'])}) are as logged"
+            )
+        elif (verdict["qualification"], verdict["score"]) != (
+            found["qualification"],
+            found["score"],
+        ):
             # the same facts and ruleset decide the same way; only another kaq could differ
             log.warning(
                 "decision %s made again differs from the one logged (kaq %s, now %s)",
@@ -295,7 +320,7 @@ class Service:
             )
             out["warning"] = (
                 f"made again by kaq {KAQ_VERSION}; the decision logged by kaq "
-                f"{found['kaq_version']} was {found['qualification']} with {found['score']} points"
+                f"{found['kaq_version']} was {found['qualification']} with {_points(found['score'])}"
             )
         return out
 
@@ -308,13 +333,19 @@ class Service:
                 return rs
             source = await self.log.ruleset(digest)
             if source is None:
-                raise ApiError(f"The ruleset {digest} of this decision is not in the log.")
+                raise _Unavailable(f"the source of ruleset {digest} is not in the decision log")
             from engine.runtime.loader import bind_rulesets, compile_rulesets
 
-            compiled = await asyncio.to_thread(
-                compile_rulesets, {f"{source.name}.yaml": source.source}
-            )
-            sets = await engine_thread.run(bind_rulesets, compiled)
+            try:
+                compiled = await asyncio.to_thread(
+                    compile_rulesets, {f"{source.name}.yaml": source.source}
+                )
+                sets = await engine_thread.run(bind_rulesets, compiled)
+            except RulesetError as exc:  # written by a kaq whose language this one lacks
+                raise _Unavailable(
+                    f"ruleset {source.name} version {source.version} ({digest}) no longer "
+                    f"loads: {' '.join(str(exc).split())}"
+                ) from None
             rs = sets[source.name]
             self._older[digest] = rs
             while len(self._older) > CACHED_RULESETS:

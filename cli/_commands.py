@@ -16,6 +16,7 @@ _NAMES = [
     "corpus",
     "serve",
     "publish",
+    "log",
     "spark",
 ]
 

@@ -106,6 +106,7 @@ class DecisionLog:
         self.committed = 0
         self._probe: asyncio.Future[None] | None = None
         self._stored: set[str] = set()  # ruleset digests whose source is stored
+        self._stored_at = -1  # the backend's migrations when `_stored` was last true
 
     @property
     def kind(self) -> str:
@@ -226,6 +227,10 @@ class DecisionLog:
 
     async def store_rulesets(self, sources: Sequence[RulesetSource]) -> None:
         """Keep these rulesets' sources (once per digest), committed before it returns."""
+        if self._backend.migrations != self._stored_at:
+            # the schema was re-created since (a healed log): what was stored is gone
+            self._stored.clear()
+            self._stored_at = self._backend.migrations
         fresh = [s for s in sources if s.digest not in self._stored]
         if fresh:
             await self._call(self._backend.store_rulesets, fresh)

@@ -62,6 +62,7 @@ class Backend(ABC):
     """The blocking side of the log; only ever called from one thread at a time."""
 
     text_time = True  # SQLite stores times as sortable text
+    migrations = 0  # times the schema was (re-)created or checked: a healed log is empty
 
     @abstractmethod
     def connect(self) -> None: ...
@@ -222,6 +223,7 @@ class SQLite(Backend):
                     version = m.version
             return version
 
+        self.migrations += 1
         return self._tx(work, heal=False)
 
     def schema_version(self) -> int:
@@ -369,6 +371,7 @@ class Postgres(Backend):
                     version = m.version
             return version
 
+        self.migrations += 1
         return self._run(work, heal=False)
 
     def schema_version(self) -> int:

@@ -25,7 +25,7 @@ from engine import PreparedRuleset
 from engine.errors import RulesetError
 
 from . import engine_thread
-from .decision_log import DecisionLog, Entry, RulesetSource, pack
+from .decision_log import DecisionLog, Entry, RulesetSource, facts_json
 from .errors import ApiError, problem_for
 from .ids import new_decision_id
 from .metrics import Metrics
@@ -81,7 +81,7 @@ def _answer(rs: PreparedRuleset, facts: Any, view: str) -> tuple[bytes, Entry]:
         view=view,
         duration_ms=round(ms, 3),
         kaq_version=KAQ_VERSION,
-        facts=pack(facts),
+        facts=facts_json(facts),
     )
     return body, entry
 
@@ -259,7 +259,7 @@ class Service:
                         view="full",
                         duration_ms=round(per_account, 3),
                         kaq_version=KAQ_VERSION,
-                        facts=pack(facts),
+                        facts=facts_json(facts),
                     )
                 )
             if entries:
@@ -318,9 +318,10 @@ class Service:
                 found["kaq_version"],
                 KAQ_VERSION,
             )
+            logged = f"{found['qualification']} with {_points(found['score'])}"
             out["warning"] = (
                 f"made again by kaq {KAQ_VERSION}; the decision logged by kaq "
-                f"{found['kaq_version']} was {found['qualification']} with {_points(found['score'])}"
+                f"{found['kaq_version']} was {logged}"
             )
         return out
 

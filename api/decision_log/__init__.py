@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from ..errors import ServiceUnavailable
 from ..redact import redact_url, scrub
 from .backends import Backend, Postgres, backend_for, check_opens
-from .records import Entry, RulesetSource, pack, unpack
+from .records import Entry, RulesetSource, facts_json, pack, unpack
 from .schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
 
 log = logging.getLogger("kaq.decision_log")
@@ -52,6 +52,7 @@ __all__ = [
     "RulesetSource",
     "SchemaTooNew",
     "backend_for",
+    "facts_json",
     "check_opens",
     "pack",
     "unpack",

@@ -24,7 +24,7 @@ from api.decision_log import (
     RulesetSource,
     SchemaTooNew,
     backend_for,
-    pack,
+    facts_json,
 )
 from api.ids import new_decision_id
 
@@ -44,7 +44,7 @@ def decision(**over) -> Entry:
         view="full",
         duration_ms=1.5,
         kaq_version="test",
-        facts=pack(FACTS),
+        facts=facts_json(FACTS),
     )
     base.update(over)
     return Entry(**base)

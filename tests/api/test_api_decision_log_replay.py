@@ -148,7 +148,7 @@ async def test_the_server_prunes_by_age_with_a_retention_setting(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from api.decision_log import Entry, pack
+    from api.decision_log import Entry, facts_json
     from api.ids import new_decision_id
 
     def entry(age_days: float) -> Entry:
@@ -161,7 +161,7 @@ async def test_the_server_prunes_by_age_with_a_retention_setting(
             view="full",
             duration_ms=1.0,
             kaq_version="test",
-            facts=pack({"account_id": "A"}),
+            facts=facts_json({"account_id": "A"}),
             created_at=datetime.now(UTC) - timedelta(days=age_days),
         )
 

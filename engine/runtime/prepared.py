@@ -47,6 +47,7 @@ class PreparedRuleset:
         self.loaded_at = _dt.datetime.now(_dt.UTC)
         self.currency: str = doc.currency
         self.facts_model: type[BaseModel] = F.build_model(doc.name, doc.facts)
+        self._fast_check = F.build_fast_check(doc.facts)
         self.ref = RulesetRef(self.name, self.version, self.digest)
         self.program: Program = compiled.program
         self.texts = Texts(compiled)
@@ -106,7 +107,7 @@ class PreparedRuleset:
     # -- evaluation
     def validate_facts(self, raw: Any) -> dict[str, Any]:
         """Validated facts (nulls dropped, lists de-duplicated); raises FactsError."""
-        return F.validate(self.facts_model, raw)
+        return F.validate(self.facts_model, raw, self._fast_check)
 
     def decide(self, raw: Any) -> Decision:
         """Validate and decide one account: outcomes, score, qualification; no texts."""

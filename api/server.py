@@ -36,8 +36,8 @@ import socket
 from http import HTTPStatus
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .client import EXTENSION
 from .errors import PROBLEM_MEDIA_TYPE, ApiError, MalformedRequest, RequestTimeout, dumps
@@ -73,7 +73,7 @@ class _Connection:
 
     __slots__ = ("_cycle", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle):
+    def __init__(self, transport: asyncio.Transport, cycle: Any):
         self._transport = transport
         self._cycle = cycle
 
@@ -103,47 +103,56 @@ def _raw_problem(error: ApiError) -> bytes:
     return head.encode("ascii") + body
 
 
-class KaqH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the additions listed in the module docstring."""
+class _KaqProtocol:
+    """What kaq adds to a uvicorn HTTP protocol (the module docstring's list), for both
+    parsers: each subclass says when a request's headers are complete."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    # set by the uvicorn protocol this is mixed into
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
+    scope: Any
+
+    def _kaq_init(self) -> None:
         self.header_timeout = get_settings().header_timeout_seconds
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0  # received since the clock started
+        self._headers_in = False  # the current request's headers are complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         set_nodelay(transport)
         self._start_header_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_clock()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         if self._header_timer is not None:
             self._header_bytes += len(data)
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
 
-    def handle_events(self) -> None:
-        cycle = self.cycle
-        super().handle_events()
-        if self.cycle is not cycle and self.cycle is not None:
-            # A new request: its headers are in, and its task is created but has not run.
-            self._stop_header_clock()
-            scope: dict[str, Any] = self.scope  # type: ignore[assignment]
-            scope.setdefault("extensions", {})[EXTENSION] = _Connection(self.transport, self.cycle)
+    def _request_started(self, previous: Any) -> None:
+        """After the parser made a cycle: a new request's headers are in, and its task is
+        created (or queued behind a pipelined one) but has not run."""
+        if self.cycle is previous or self.cycle is None:
+            return
+        self._headers_in = True
+        self._stop_header_clock()
+        self.scope.setdefault("extensions", {})[EXTENSION] = _Connection(self.transport, self.cycle)
 
     def on_response_complete(self) -> None:
         # Before uvicorn starts the next cycle: a pipelined request stops the clock again.
+        self._headers_in = False
         self._start_header_clock()
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
 
     def send_400_response(self, msg: str) -> None:
-        # h11 refused the request (framing, Content-Length, header syntax): kaq's app never
-        # sees it, but its answer is still a problem, like every other error. If a response
-        # is already on its way (a chunked body broke mid-stream), only closing is left.
+        # The parser refused the request (framing, Content-Length, header syntax): kaq's app
+        # never sees it, but its answer is still a problem, like every other error. If a
+        # response is already on its way (a chunked body broke mid-stream), only closing is
+        # left.
         cycle = self.cycle
         if cycle is not None and cycle.response_started and not cycle.response_complete:
             self.transport.close()
@@ -172,7 +181,7 @@ class KaqH11Protocol(H11Protocol):
         self._header_timer = None
         if self.transport.is_closing():
             return
-        if self._header_bytes and self.conn.their_state is h11.IDLE:
+        if self._header_bytes and not self._headers_in:
             self.transport.write(
                 _raw_problem(
                     RequestTimeout(
@@ -183,8 +192,52 @@ class KaqH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def run(*, host: str, port: int, workers: int, log_level: str, log_config: dict[str, Any]) -> None:
-    """Serve `api.app:app` until stopped (a supervisor and `workers` processes when > 1)."""
+class KaqH11Protocol(_KaqProtocol, H11Protocol):  # type: ignore[misc]
+    """uvicorn's h11 protocol (pure Python) with kaq's additions."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._kaq_init()
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        self._request_started(cycle)
+
+
+class KaqHttpToolsProtocol(_KaqProtocol, HttpToolsProtocol):  # type: ignore[misc]
+    """uvicorn's httptools protocol (llhttp, in C) with kaq's additions: the default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._kaq_init()
+
+    def on_headers_complete(self) -> None:
+        cycle = self.cycle
+        super().on_headers_complete()
+        self._request_started(cycle)
+
+
+PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
+    "httptools": KaqHttpToolsProtocol,
+    "h11": KaqH11Protocol,
+}
+
+
+def run(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    log_config: dict[str, Any],
+    http: str = "httptools",
+    access_log: bool = False,
+) -> None:
+    """Serve `api.app:app` until stopped (a supervisor and `workers` processes when > 1).
+
+    The event loop is uvloop when it is installed (uvicorn's "auto"), else asyncio's.
+    """
     import uvicorn
 
     uvicorn.run(
@@ -194,7 +247,9 @@ def run(*, host: str, port: int, workers: int, log_level: str, log_config: dict[
         workers=workers,
         log_level=log_level,
         log_config=log_config,
-        http=KaqH11Protocol,
+        http=PROTOCOLS[http],
+        loop="auto",
+        access_log=access_log,
         timeout_graceful_shutdown=30,
         server_header=False,
     )

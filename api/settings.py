@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     log_chunk_size: int = Field(
         default=256, gt=0, description="Batch verdicts written to the decision log per transaction."
     )
+    http: Literal["httptools", "h11"] = Field(
+        default="httptools",
+        description="HTTP/1.1 parser: httptools (C, the default) or h11 (pure Python).",
+    )
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per request (off by default: /metrics counts requests by "
+        "route and status, and a line per request costs time on every answer).",
+    )
     header_timeout_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -138,6 +138,18 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option(
             "info", help="uvicorn log level (kaq's own events log at INFO regardless)"
         ),
+        access_log: bool = typer.Option(
+            None,
+            "--access-log/--no-access-log",
+            help="a log line per request [env KAQ_ACCESS_LOG, off: /metrics counts requests]",
+            show_default=False,
+        ),
+        http: str = typer.Option(
+            None,
+            "--http",
+            help="HTTP parser: httptools (C) or h11 (pure Python) [env KAQ_HTTP, httptools]",
+            show_default=False,
+        ),
     ) -> None:
         """Run the API; one process per worker, each with its own engine."""
         from pydantic import ValidationError
@@ -152,6 +164,10 @@ def register(app: typer.Typer) -> None:
             os.environ["KAQ_DB_URL"] = db
         if ruleset_source is not None:
             os.environ["KAQ_RULESET_SOURCE"] = ruleset_source
+        if access_log is not None:
+            os.environ["KAQ_ACCESS_LOG"] = "1" if access_log else "0"
+        if http is not None:
+            os.environ["KAQ_HTTP"] = http
         try:
             settings = Settings()
         except ValidationError as exc:
@@ -177,6 +193,8 @@ def register(app: typer.Typer) -> None:
                 workers=workers,
                 log_level=log_level,
                 log_config=log_config(log_level),
+                http=settings.http,
+                access_log=settings.access_log,
             )
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -69,7 +69,7 @@ def diff(
         analyze,
         default_jobs,
         exceeds,
-        load_corpus,
+        iter_corpus,
         read_side,
         render_json,
         render_markdown,
@@ -88,7 +88,7 @@ def diff(
     try:
         base_side = read_side(base_spec, repo=repo, rulesets_path=rulesets_path)
         head_side = read_side(head_spec, repo=repo, rulesets_path=rulesets_path)
-        accounts = load_corpus(corpus)
+        accounts = iter_corpus(corpus)
         report = analyze(
             base_side,
             head_side,

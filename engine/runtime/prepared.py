@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from engine.errors import Diagnostic, EngineError, FactsError, RulesetError
+from engine.lang import expr as E
 from engine.lang.compile import compile_source
 from engine.lang.model import SEVERITY_RANK, FactDecl
 from engine.lang.program import Compiled, Program, Rule
@@ -90,6 +91,39 @@ class PreparedRuleset:
     def level_count(self) -> int:
         """Evaluation levels (one engine fact each, or more where a level is split)."""
         return len(self.program.levels)
+
+    def names_read(self) -> dict[str, Any]:
+        """What each rule, derived fact and decision step reads, as the compiler resolved it.
+
+        `{"rules": {id: [name, ...]}, "derived": {name: [name, ...]}, "decision": [name, ...]}`
+        over the account and the portfolio program: facts, derived facts, params and outcome
+        variables, each name once, in the order first read. Tools that ask "which rules does
+        a change of this param touch" read this rather than parsing the YAML again.
+        """
+        rules: dict[str, list[str]] = {}
+        derived: dict[str, list[str]] = {}
+        decision: list[str] = []
+        for prog in (self.program, self.portfolio_program):
+            if prog is None:
+                continue
+            for r in prog.rules:
+                rules[r.id] = list(dict.fromkeys([*r.reads, *r.params]))
+            for d in prog.derived:
+                derived[d.name] = list(dict.fromkeys(n.name for n in E.names(d.node)))
+            for s in prog.steps:
+                if s.node is not None:
+                    decision.extend(n.name for n in E.names(s.node))
+        return {"rules": rules, "derived": derived, "decision": list(dict.fromkeys(decision))}
+
+    def qualification_order(self) -> list[str]:
+        """The qualifications best first: the advice ladder reversed, then the others in the
+        order the decision steps name them."""
+        ladder = list(self.compiled.doc.advice.ladder) if self.compiled.doc.advice else []
+        out = list(reversed(ladder))
+        for s in self.program.steps:
+            if s.qualification not in out:
+                out.append(s.qualification)
+        return out
 
     def facts_schema(self) -> dict[str, Any]:
         """JSON Schema of the facts."""

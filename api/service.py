@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 
 from engine import PreparedRuleset
 from engine.errors import RulesetError
@@ -119,6 +120,13 @@ async def _go_on() -> None:
     return None
 
 
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Read a background commit's outcome so that a failure is logged once, not lost."""
+    if task.cancelled() or isinstance(task.exception(), ClientDisconnect | type(None)):
+        return  # the client left: there was nobody to answer
+    log.warning("a chunk's commit failed after its batch had stopped: %s", task.exception())
+
+
 class Service:
     """Evaluates accounts against the registry's rulesets and logs every decision."""
 
@@ -169,6 +177,14 @@ class Service:
         `checkpoint()` is awaited before the evaluation and before the logging; what it
         raises (the client has left) stops the chunk there, before more work is done.
         """
+        results, entries = await self._decide_chunk(rs, items, checkpoint, view)
+        await self._log_chunk(rs, entries, checkpoint)
+        return results
+
+    async def _decide_chunk(
+        self, rs: PreparedRuleset, items: Sequence[Item], checkpoint: Checkpoint, view: str
+    ) -> tuple[list[bytes], list[Entry]]:
+        """A chunk decided on the engine thread: its answers in order, and what to log."""
         await checkpoint()
         todo = [item for item in items if item.error is None]
         outcomes = await engine_thread.run(_answer_all, rs, [i.facts for i in todo], view)
@@ -193,12 +209,17 @@ class Service:
                 body, entry = outcome
                 entries.append(entry)
                 results.append(body)
+        return results, entries
+
+    async def _log_chunk(
+        self, rs: PreparedRuleset, entries: Sequence[Entry], checkpoint: Checkpoint
+    ) -> None:
+        """A chunk's decisions durably logged (after a last check that someone is waiting)."""
         await checkpoint()
         if entries:
             await self._keep_source(rs)
         await self.log.write(entries)
         self._count(rs, entries)
-        return results
 
     async def evaluate_batch(
         self,
@@ -211,10 +232,14 @@ class Service:
         """A whole JSON batch, in order: the bytes of `{"results": [...]}`."""
         with self.registry.acquire() as snap:
             rs = snap.get(ruleset)
+
+            async def chunks() -> AsyncIterator[list[Item]]:
+                for start in range(0, len(items), chunk_size):
+                    yield list(items[start : start + chunk_size])
+
             parts: list[bytes] = []
-            for start in range(0, len(items), chunk_size):
-                chunk = items[start : start + chunk_size]
-                parts.extend(await self.evaluate_chunk(rs, chunk, checkpoint, view))
+            async for results in self._pipeline(rs, chunks(), checkpoint, view):
+                parts.extend(results)
             return b'{"results":[' + b",".join(parts) + b"]}"
 
     async def stream_batch(
@@ -226,14 +251,53 @@ class Service:
         view: str = "full",
     ) -> AsyncIterator[list[bytes]]:
         """Chunks of answers as the items arrive; each chunk is logged before it is yielded."""
-        chunk: list[Item] = []
-        async for item in items:
-            chunk.append(item)
-            if len(chunk) >= chunk_size:
-                yield await self.evaluate_chunk(rs, chunk, checkpoint, view)
-                chunk = []
-        if chunk:
-            yield await self.evaluate_chunk(rs, chunk, checkpoint, view)
+
+        async def chunks() -> AsyncIterator[list[Item]]:
+            chunk: list[Item] = []
+            async for item in items:
+                chunk.append(item)
+                if len(chunk) >= chunk_size:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+        async for results in self._pipeline(rs, chunks(), checkpoint, view):
+            yield results
+
+    async def _pipeline(
+        self,
+        rs: PreparedRuleset,
+        chunks: AsyncIterator[list[Item]],
+        checkpoint: Checkpoint,
+        view: str,
+    ) -> AsyncIterator[list[bytes]]:
+        """Each chunk's answers, in order, once that chunk is durably logged.
+
+        While one chunk's transaction commits (its fsync: time the engine would otherwise
+        sit idle), the next chunk is read and decided. At most two chunks are held. If
+        anything stops the batch (the client left, the log failed), nothing more is decided,
+        and a chunk whose commit is still running is left to finish on its own: never
+        cancelled half-way, never acknowledged.
+        """
+        pending: tuple[list[bytes], asyncio.Task[None]] | None = None
+        try:
+            async for chunk in chunks:
+                results, entries = await self._decide_chunk(rs, chunk, checkpoint, view)
+                commit = asyncio.ensure_future(self._log_chunk(rs, entries, checkpoint))
+                previous, pending = pending, (results, commit)
+                if previous is not None:
+                    await previous[1]
+                    yield previous[0]
+            if pending is not None:
+                last, pending = pending, None
+                await last[1]
+                yield last[0]
+        finally:
+            if pending is not None:
+                # stopped between a chunk's decision and its acknowledgement: let the
+                # commit finish (or fail) on its own; its outcome is not anyone's answer
+                pending[1].add_done_callback(_retrieved)
 
     async def portfolio(self, ruleset: str, accounts: list[Any], portfolio: Any) -> bytes:
         """The portfolio view (policy §7), every account's full verdict logged."""

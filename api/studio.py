@@ -210,7 +210,11 @@ class Studio:
     async def versions(self, name: str) -> list[dict[str, Any]]:
         """The saved versions of `name`, newest first."""
         infos = await asyncio.to_thread(self.rulesets.source.versions, name)
-        _text, current = self.served(name)
+        head = await asyncio.to_thread(self.rulesets.source.head)
+        # the source's newest version, not this worker's (it may follow a save a poll late)
+        current = head.info.ruleset_digest(name) if head is not None else None
+        if current is None:
+            raise NotFound(f"No ruleset named {name!r} in the ruleset source.")
         return [
             {
                 "digest": i.ruleset_digest(name),

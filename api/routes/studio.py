@@ -297,4 +297,4 @@ async def studio_page(request: Request) -> Response:
 
 @router.get("/studio/assets/{name}", include_in_schema=False)
 async def studio_asset(request: Request, name: str) -> Response:
-    return _asset(request, name)
+    return _asset(request, f"assets/{name}")

@@ -3,7 +3,18 @@
 # Rulesets are baked in at /app/rulesets; mount another folder there to change them
 # (then `docker kill -s HUP` reloads without a restart). Replicas share their rulesets
 # through PostgreSQL instead: -e KAQ_DB_URL=postgresql://... -e KAQ_RULESET_SOURCE=db, and
-# `kaq publish` (docs/deploy.md).
+# `kaq publish` (docs/deploy.md). The studio (GET /studio) edits /app/rulesets in place and
+# keeps its versions in /app/rulesets/.kaq-history: give -e KAQ_EDITOR_TOKEN=... to enable it,
+# and mount a volume there to keep what is saved.
+
+# --- studio: the page of GET /studio, CodeMirror 6 bundled by esbuild (npm ci: the lock file)
+FROM node:20-slim AS studio
+WORKDIR /studio
+COPY studio/package.json studio/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY studio/build.mjs ./
+COPY studio/src ./src
+RUN npm run build
 
 # --- build: compilers live only here (durable_rules is a C extension) -------------
 FROM python:3.11-slim AS build
@@ -33,7 +44,9 @@ RUN groupadd --system kaq && useradd --system --gid kaq --home-dir /app --shell 
  && mkdir -p /app /data && chown kaq:kaq /data
 COPY --from=build /opt/venv /opt/venv
 COPY --chown=kaq:kaq rulesets /app/rulesets
+COPY --from=studio /studio/dist /app/studio
 ENV PATH=/opt/venv/bin:$PATH \
+    KAQ_STUDIO_ASSETS=/app/studio \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     KAQ_RULESETS=/app/rulesets \

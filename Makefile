@@ -41,7 +41,24 @@ VENV_IS_PY_VERSION := import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(v
 and f"$(VENV) holds Python {v}, not $(PY_VERSION): give another VENV=, or make clean VENV=$(VENV)")
 check_venv = $(if $(PYTHON_GIVEN),@$(if $(PY_EXE),$(BIN)/python -c '$(VENV_IS_PY_VERSION)',$(NO_PYTHON)))
 
-.PHONY: setup run serve test test-py313 lint fmt bench clean
+.PHONY: setup run serve test test-py313 lint fmt bench clean studio
+
+# The studio page (GET /studio): CodeMirror 6 from the npm registry (studio/package-lock.json),
+# bundled by esbuild into studio/dist (git-ignored). Needs node and npm; nothing else does.
+STUDIO_DIST := studio/dist/index.html
+STUDIO_MODULES := studio/node_modules/.package-lock.json
+NO_NODE := echo "the studio page (GET /studio) is built with node and npm, which are not \
+installed: install Node.js 18 or newer (e.g. apt-get install nodejs npm), then run make again"; exit 1
+
+$(STUDIO_MODULES): studio/package.json studio/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(NO_NODE); }
+	cd studio && npm ci --no-audit --no-fund
+	@touch $(STUDIO_MODULES)
+
+$(STUDIO_DIST): $(STUDIO_MODULES) studio/build.mjs $(wildcard studio/src/*)
+	cd studio && npm run --silent build
+
+studio: $(STUDIO_DIST)
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY_EXE)" || test -x $(BIN)/python || { $(NO_PYTHON); }
@@ -57,14 +74,14 @@ $(STAMP): pyproject.toml
 	  $(BIN)/python -c 'import engine.runtime._durable'; }
 	@touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) $(STUDIO_DIST)
 	$(check_venv)
 
-run: $(STAMP)
+run: $(STAMP) $(STUDIO_DIST)
 	$(check_venv)
 	$(BIN)/kaq serve --host 127.0.0.1 --port 8000 --rulesets rulesets
 
-test: $(STAMP)
+test: $(STAMP) $(STUDIO_DIST)
 	$(check_venv)
 	@$(BIN)/python -c 'import sys; print("kaq tests on Python", sys.version.split()[0], "in $(VENV)")'
 	$(BIN)/ruff check engine api cli tests benchmarks
@@ -91,4 +108,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis studio/dist

@@ -30,12 +30,13 @@ from .errors import ApiError, problem, problem_for, problem_response
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import build_openapi
 from .registry import Registry, Snapshot
-from .routes import decisions, evaluate, ops, rulesets
+from .routes import decisions, evaluate, ops, rulesets, studio
 from .ruleset_source import source_for
 from .ruleset_sync import RulesetSync
 from .service import Service
 from .settings import Settings, get_settings
 from .state import AppState
+from .studio import Studio
 
 log = logging.getLogger("kaq.api")
 
@@ -155,7 +156,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         registry.on_swap.append(lambda _snap: setattr(app, "openapi_schema", None))
         state = AppState(
-            s, registry, decision_log, metrics, Service(registry, decision_log, metrics), sync
+            s,
+            registry,
+            decision_log,
+            metrics,
+            Service(registry, decision_log, metrics),
+            sync,
+            Studio(registry, sync),
         )
         app.state.kaq = state
         app.openapi_schema = None
@@ -190,7 +197,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.kaq = None
-    for module in (evaluate, rulesets, decisions, ops):
+    for module in (evaluate, rulesets, decisions, ops, studio):
         app.include_router(module.router)
 
     async def on_api_error(request: Request, exc: Exception) -> Response:

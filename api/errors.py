@@ -6,12 +6,16 @@ The tree, drawn once::
     ├── MalformedRequest      400    body is not JSON / not UTF-8 / too deeply nested;
     │                                the HTTP request itself is broken (api/server.py)
     ├── Unauthorized          401    missing or wrong bearer token
-    ├── Forbidden             403    admin endpoints without KAQ_ADMIN_TOKEN
+    ├── Forbidden             403    admin endpoints without KAQ_ADMIN_TOKEN (studio: without
+    │                                KAQ_EDITOR_TOKEN or KAQ_ADMIN_TOKEN)
     ├── NotFound              404    unknown ruleset or decision
+    ├── Conflict              409    studio save on a stale base digest (someone saved meanwhile)
     ├── RequestTimeout        408    body not sent within its time (slow client)
     ├── PayloadTooLarge       413    body (or NDJSON line) over its cap
     ├── UnsupportedMediaType  415    not application/json (or x-ndjson where allowed)
     ├── InvalidBody           422    well-formed JSON of the wrong shape; `errors[].loc`
+    ├── RulesetRejected       422    studio: an edited source that does not validate or fails
+    │                                its own test cases; `diagnostics`, `failures`
     └── ServiceUnavailable    503    no rulesets loaded yet, decision log unreachable
 
     engine.KaqError                  raised by engine/, mapped by `problem_for`
@@ -116,8 +120,16 @@ class Forbidden(ApiError):
     status, slug, title = 403, "admin-disabled", "Admin endpoints are disabled"
 
 
+class StudioDisabled(Forbidden):
+    slug, title = "studio-disabled", "The studio is disabled"
+
+
 class NotFound(ApiError):
     status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(ApiError):
+    status, slug, title = 409, "conflict", "Someone saved meanwhile"
 
 
 class RequestTimeout(ApiError):
@@ -134,6 +146,10 @@ class UnsupportedMediaType(ApiError):
 
 class InvalidBody(ApiError):
     status, slug, title = 422, "invalid-body", "Invalid request body"
+
+
+class RulesetRejected(ApiError):
+    status, slug, title = 422, "ruleset-rejected", "The ruleset does not validate"
 
 
 class ServiceUnavailable(ApiError):

@@ -120,9 +120,10 @@ def _problem(description: str) -> dict[str, Any]:
 PROBLEMS = {
     400: "Malformed body (not JSON, not UTF-8, NaN/Infinity, too deep, duplicate keys)",
     401: "Missing or wrong bearer token",
-    403: "Admin endpoints disabled (KAQ_ADMIN_TOKEN unset)",
+    403: "Admin endpoints disabled (KAQ_ADMIN_TOKEN unset; studio: KAQ_EDITOR_TOKEN too)",
     404: "Unknown ruleset or decision",
     405: "Method not allowed",
+    409: "Studio save on a stale base digest: someone saved meanwhile",
     408: "Body sent slower than KAQ_BODY_MIN_BYTES_PER_SECOND after KAQ_BODY_TIMEOUT_SECONDS",
     413: "Body over KAQ_MAX_BODY_BYTES / KAQ_MAX_BATCH_BYTES",
     415: "Content-Type is not application/json (or application/x-ndjson where accepted)",

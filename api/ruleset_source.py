@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.lang.source import source_digest
 from engine.tools.gate import GateResult, check_set, read_set, set_digest, set_meta
 
 log = logging.getLogger("kaq.rulesets")
@@ -133,12 +134,28 @@ def gate_or_raise(gate: Gate, files: Mapping[str, str]) -> GateResult:
     return result
 
 
-def merged(files: Mapping[str, str], info: VersionInfo, name: str, source: str) -> dict[str, str]:
-    """The set `files` with ruleset `name` replaced by `source` (a new file if it is new)."""
+def merged(
+    files: Mapping[str, str],
+    info: VersionInfo,
+    name: str,
+    source: str,
+    tests: str | None = None,
+) -> dict[str, str]:
+    """The set `files` with ruleset `name` replaced by `source` (a new file if it is new),
+    and, when `tests` is given, its test cases (``NAME.tests.yaml``) by `tests`."""
     out = dict(files)
     entry = info.rulesets.get(name)
-    out[entry["file"] if entry else f"{name}.yaml"] = source
+    file = entry["file"] if entry else f"{name}.yaml"
+    out[file] = source
+    if tests is not None:
+        out[cases_file(file)] = tests
     return out
+
+
+def cases_file(ruleset_file: str) -> str:
+    """The name of the test-case file of a ruleset file (`x.yaml` -> `x.tests.yaml`)."""
+    stem = ruleset_file.rsplit(".", 1)[0]
+    return f"{stem}.tests.yaml"
 
 
 class RulesetSource:
@@ -160,9 +177,17 @@ class RulesetSource:
         raise NotImplementedError
 
     def publish_ruleset(
-        self, name: str, source: str, *, who: str, note: str = "", base_digest: str | None
+        self,
+        name: str,
+        source: str,
+        *,
+        who: str,
+        note: str = "",
+        base_digest: str | None,
+        tests: str | None = None,
     ) -> Published:
-        """One ruleset replaced in the newest set, gated; StaleBase unless at `base_digest`."""
+        """One ruleset (and, given `tests`, its cases) replaced in the newest set, gated;
+        StaleBase unless the ruleset is at `base_digest`."""
         raise NotImplementedError
 
     def versions(self, name: str | None = None, limit: int = 100) -> list[VersionInfo]:
@@ -308,14 +333,120 @@ class FolderSource(RulesetSource):
         return Published(self.commit(files, _meta(result), who=who, note=note), True)
 
     def publish_ruleset(
-        self, name: str, source: str, *, who: str, note: str = "", base_digest: str | None
+        self,
+        name: str,
+        source: str,
+        *,
+        who: str,
+        note: str = "",
+        base_digest: str | None,
+        tests: str | None = None,
     ) -> Published:
-        head = self.head()
-        assert head is not None
-        current = head.info.ruleset_digest(name)
-        if current != base_digest:
-            raise StaleBase(name, base_digest, current)
-        return self.publish(merged(head.files, head.info, name, source), who=who, note=note)
+        with self._history_locked():  # one save at a time, across the workers of the folder
+            head = self.head()
+            assert head is not None
+            current = head.info.ruleset_digest(name)
+            if current != base_digest:
+                raise StaleBase(name, base_digest, current)
+            if current is not None and not self._history(name):
+                # the text found in the folder, kept so that the first save can be undone
+                entry = head.info.rulesets[name]
+                self._record(
+                    name,
+                    head.files[entry["file"]],
+                    current,
+                    head.info.digest,
+                    who="",
+                    note="as found in the folder before the first studio save",
+                    when=head.info.published_at,
+                )
+            files = merged(head.files, head.info, name, source, tests)
+            published = self.publish(files, who=who, note=note)
+            digest = published.info.ruleset_digest(name)
+            if published.created and digest is not None:
+                self._record(
+                    name,
+                    source,
+                    digest,
+                    published.info.digest,
+                    who=who,
+                    note=note,
+                    when=published.info.published_at,
+                )
+            return published
+
+    # -- the studio's history of a folder (`.kaq-history/`, beside the rulesets)
+    HISTORY = ".kaq-history"
+
+    @property
+    def history_dir(self) -> Path:
+        return self.folder / self.HISTORY
+
+    @contextlib.contextmanager
+    def _history_locked(self) -> Any:
+        self.history_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.history_dir / ".lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _history(self, name: str) -> list[VersionInfo]:
+        """The saved versions of ruleset `name`, newest first."""
+        path = self.history_dir / f"{name}.jsonl"
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for n, line in enumerate(lines, 1):
+            try:
+                r = json.loads(line)
+                out.append(
+                    VersionInfo(
+                        "dir",
+                        n,
+                        r["set_digest"],
+                        {name: {"file": r["file"], "digest": r["digest"]}},
+                        r.get("who", ""),
+                        r.get("note", ""),
+                        datetime.fromisoformat(r["published_at"]),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):  # a torn last line: skipped
+                continue
+        return list(reversed(out))
+
+    def _record(
+        self,
+        name: str,
+        text: str,
+        digest: str,
+        set_digest_: str,
+        *,
+        who: str,
+        note: str,
+        when: datetime,
+    ) -> None:
+        """Keep one version of ruleset `name`: its text (once per digest) and a line."""
+        texts = self.history_dir / name
+        texts.mkdir(parents=True, exist_ok=True)
+        kept = texts / (digest.removeprefix("sha256:") + ".yaml")
+        if not kept.exists():
+            tmp = texts / f".{kept.name}.{os.getpid()}.tmp"
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, kept)
+        line = {
+            "digest": digest,
+            "set_digest": set_digest_,
+            "file": f"{name}.yaml",
+            "who": who,
+            "note": note,
+            "published_at": when.isoformat(),
+        }
+        with open(self.history_dir / f"{name}.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
 
     def _write_folder(self, files: Mapping[str, str], remove: set[str]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -328,11 +459,25 @@ class FolderSource(RulesetSource):
                 (self.folder / name).unlink()
 
     def versions(self, name: str | None = None, limit: int = 100) -> list[VersionInfo]:
-        head = self.head()  # a folder keeps no history: the studio's own store does
+        if name is not None:
+            saved = self._history(name)  # the studio's saves, kept beside the folder
+            if saved:
+                return saved[:limit]
+        head = self.head()
         infos = [head.info] if head is not None else []
         return _changed_versions(infos, name)[:limit] if name else infos[:limit]
 
     def ruleset_text(self, name: str, digest: str) -> str | None:
+        if digest.startswith("sha256:") and all(
+            c in "0123456789abcdef" for c in digest.removeprefix("sha256:")
+        ):
+            kept = self.history_dir / name / (digest.removeprefix("sha256:") + ".yaml")
+            try:
+                text = kept.read_text(encoding="utf-8")
+            except (FileNotFoundError, NotADirectoryError):
+                text = None
+            if text is not None and source_digest(text) == digest:
+                return text
         head = self.head()
         if head is None or head.info.ruleset_digest(name) != digest:
             return None
@@ -475,7 +620,14 @@ class DbSource(RulesetSource):
         return self._store(files, result, who=who, note=note, check=check)
 
     def publish_ruleset(
-        self, name: str, source: str, *, who: str, note: str = "", base_digest: str | None
+        self,
+        name: str,
+        source: str,
+        *,
+        who: str,
+        note: str = "",
+        base_digest: str | None,
+        tests: str | None = None,
     ) -> Published:
         for _attempt in range(5):
             head = self.head()
@@ -483,7 +635,7 @@ class DbSource(RulesetSource):
                 raise StaleBase(name, base_digest, None)
             if head.info.ruleset_digest(name) != base_digest:
                 raise StaleBase(name, base_digest, head.info.ruleset_digest(name))
-            files = merged(head.files, head.info, name, source)
+            files = merged(head.files, head.info, name, source, tests)
             result = gate_or_raise(self.gate, files)
             based_on = head.info.version
 

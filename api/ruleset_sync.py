@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,14 @@ class RulesetSync:
 
     # -- publishing (the studio)
     async def publish_ruleset(
-        self, name: str, source: str, *, who: str, note: str = "", base_digest: str | None
+        self,
+        name: str,
+        source: str,
+        *,
+        who: str,
+        note: str = "",
+        base_digest: str | None,
+        tests: str | None = None,
     ) -> Published:
         """Publish one edited ruleset through the gate, and serve it here before answering.
 
@@ -188,7 +196,15 @@ class RulesetSync:
         replicas follow within one poll.
         """
         published = await asyncio.to_thread(
-            self.source.publish_ruleset, name, source, who=who, note=note, base_digest=base_digest
+            partial(
+                self.source.publish_ruleset,
+                name,
+                source,
+                who=who,
+                note=note,
+                base_digest=base_digest,
+                tests=tests,
+            )
         )
         await self.catch_up(published.info)
         return published

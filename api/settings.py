@@ -50,6 +50,21 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token of the admin endpoints; unset disables them (403)."
     )
+    editor_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the studio's editing endpoints (the admin token works "
+        "too); with neither set, the studio's API answers 403.",
+    )
+    studio_assets: Path | None = Field(
+        default=None,
+        description="Folder of the built studio page (default: studio/dist of the checkout, "
+        "built by `make studio`).",
+    )
+    studio_max_source_bytes: int = Field(
+        default=4 * MiB,
+        gt=0,
+        description="Cap of a studio request body (a ruleset text is up to 2 MB).",
+    )
     max_body_bytes: int = Field(default=1 * MiB, gt=0, description="Cap of a single-account body.")
     max_batch_bytes: int = Field(
         default=32 * MiB, gt=0, description="Cap of a JSON batch/portfolio body."
@@ -119,6 +134,15 @@ class Settings(BaseSettings):
                 "KAQ_DB_URL, which must then start with postgresql://"
             )
         return self
+
+    @property
+    def editor_tokens(self) -> dict[str, bytes]:
+        """Role -> token of those set and non-empty (the studio accepts either)."""
+        out = {}
+        for role, secret in (("editor", self.editor_token), ("admin", self.admin_token)):
+            if secret is not None and secret.get_secret_value():
+                out[role] = secret.get_secret_value().encode()
+        return out
 
     @property
     def admin_enabled(self) -> bool:

@@ -14,6 +14,7 @@ from .registry import Registry
 from .ruleset_sync import RulesetSync
 from .service import Service
 from .settings import Settings
+from .studio import Studio
 
 
 @dataclass
@@ -26,6 +27,7 @@ class AppState:
     metrics: Metrics
     service: Service
     rulesets: RulesetSync  # the source the registry follows (reload, publish, versions)
+    studio: Studio  # the studio's checks, trials, impacts and saves
 
     @property
     def limits(self) -> JsonLimits:

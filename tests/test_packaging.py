@@ -76,3 +76,22 @@ def test_the_wheel_holds_every_package_and_the_default_rulesets(wheel: Path) -> 
     assert "engine/default_rulesets/key-account.tests.yaml" in shipped
     data = zipfile.ZipFile(wheel).read("engine/default_rulesets/key-account.yaml")
     assert data == (ROOT / "rulesets" / "key-account.yaml").read_bytes()
+
+
+def test_the_image_builds_the_studio_page_from_the_lock_file() -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    stage = text[text.index("AS studio") : text.index("FROM python")]
+    assert "COPY studio/package.json studio/package-lock.json" in stage
+    assert "npm ci" in stage and "npm install" not in stage  # the locked versions, only
+    served = re.search(r"KAQ_STUDIO_ASSETS=(\S+)", text)
+    assert served is not None
+    assert f"COPY --from=studio /studio/dist {served[1]}" in text
+    # no third-party code in the repository: the bundle and node_modules are built, ignored
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    assert {"studio/node_modules/", "studio/dist/"} <= set(ignored)
+    tracked = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "studio"], capture_output=True, text=True
+    ).stdout.split()
+    assert tracked and all(
+        not p.startswith(("studio/node_modules", "studio/dist")) for p in tracked
+    )

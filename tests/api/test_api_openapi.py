@@ -18,6 +18,7 @@ from api.openapi import KEY_ACCOUNT
 
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 NDJSON = "application/x-ndjson"
+STUDIO_PATHS = r"^/v1/studio/|^/v1/rulesets/\{name\}/versions$"
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,12 @@ def test_api_conforms_to_its_openapi_document(server, tmp_path: Path) -> None:
         "60",
         "--header",
         f"Authorization: Bearer {ADMIN_TOKEN}",
+        # The studio's endpoints take a ruleset's text: whether one is valid (200) or not
+        # (422 with diagnostics), or saved on a stale base (409), is not something a JSON
+        # Schema can say, so schema-valid texts are "rejected" by design. They are tested
+        # with hostile texts of their own in test_api_studio.py.
+        "--exclude-path-regex",
+        STUDIO_PATHS,
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "KAQ_TEST_NDJSON_SENT": str(sent)}
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
@@ -131,7 +138,13 @@ def test_api_conforms_to_its_openapi_document(server, tmp_path: Path) -> None:
     assert out.returncode == 0, found
     cases = int(re.search(r"(\d+) generated", report).group(1))  # type: ignore[union-attr]
     selected = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", report)
-    assert selected is not None and selected[1] == selected[2] == selected[3], report[-3000:]
+    assert selected is not None and selected[1] == selected[3], report[-3000:]
+    studio = [
+        p
+        for p in httpx.get(server.url + "/openapi.json").json()["paths"]
+        if re.search(STUDIO_PATHS, p)
+    ]
+    assert int(selected[2]) - int(selected[1]) >= len(studio) >= 6  # only those left out
     assert int(selected[3]) >= 11
     assert cases >= 2000, report[-3000:]
     assert "Serialization not possible" not in report

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from .changes import ruleset_changes
@@ -75,6 +75,30 @@ def _pairs_parallel(
             yield from zip(done, fut.result(), strict=True)
 
 
+def _pairs_known(
+    sets: list[Any], accounts: Iterator[Mapping[str, Any]], known: MutableMapping[str, list[Any]]
+) -> Iterator[tuple[Mapping[str, Any], tuple]]:
+    """(account, verdicts per side), a side's verdicts taken from `known` when it has them."""
+    cached = [known.get(rs.digest) for rs in sets]
+    fresh: list[list[Any]] = [[] for _ in sets]
+    n = 0
+    for i, account in enumerate(accounts):
+        verdicts = []
+        for k, rs in enumerate(sets):
+            hit = cached[k]
+            v = hit[i] if hit is not None and i < len(hit) else _evaluate(rs, account)
+            verdicts.append(v)
+            if hit is None:
+                fresh[k].append(v)
+        n = i + 1
+        yield account, tuple(verdicts)
+    for k, rs in enumerate(sets):
+        if cached[k] is None:
+            known[rs.digest] = fresh[k]
+        elif len(cached[k] or ()) != n:  # another corpus than the one cached: forget it
+            known.pop(rs.digest, None)
+
+
 def default_jobs() -> int:
     """Worker processes for a large corpus: the CPUs this process may use, at most 8.
 
@@ -109,6 +133,7 @@ def analyze(
     top: int = 10,
     jobs: int = 1,
     parallel_min: int = 2000,
+    known: MutableMapping[str, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """Load both sides, evaluate every account once per side, and report the impact.
 
@@ -117,6 +142,12 @@ def analyze(
     `parallel_min` accounts, the evaluation runs in that many worker processes. When both
     sides hold the same ruleset source, the accounts are evaluated once. Raises
     `ImpactError`, or the engine's `RulesetError` when a side does not load.
+
+    `known` (ruleset digest -> compact verdicts of these very `accounts`, in order) is read
+    for a side already evaluated and filled with a side evaluated here, once all of the
+    accounts went through: the studio evaluates the served ruleset on its corpus once, not
+    at every keystroke. It holds the verdicts, so it is for corpora that fit in memory;
+    with it the evaluation runs in this process.
     """
     started = time.perf_counter()
     base_rs = _load(base, ruleset)
@@ -145,12 +176,15 @@ def analyze(
         same = base_rs.digest == head_rs.digest
         sides = {"base": base} if same else {"base": base, "head": head}
         stream = iter(accounts)
-        first = list(itertools.islice(stream, parallel_min)) if jobs > 1 else []
-        parallel = jobs > 1 and len(first) >= parallel_min
-        if parallel:
-            pairs: Iterable[tuple[Mapping[str, Any], tuple]] = _pairs_parallel(
-                sides, ruleset, itertools.chain(first, stream), jobs
+        first = list(itertools.islice(stream, parallel_min)) if jobs > 1 and known is None else []
+        parallel = jobs > 1 and known is None and len(first) >= parallel_min
+        pairs: Iterable[tuple[Mapping[str, Any], tuple]]
+        if known is not None:
+            pairs = _pairs_known(
+                [base_rs] if same else [base_rs, head_rs], itertools.chain(first, stream), known
             )
+        elif parallel:
+            pairs = _pairs_parallel(sides, ruleset, itertools.chain(first, stream), jobs)
         else:
             loaded_sets = [base_rs] if same else [base_rs, head_rs]
             pairs = (

@@ -407,3 +407,36 @@ def test_memory_does_not_grow_with_the_corpus(tmp_path: Path) -> None:
 
     small, large = peak(200), peak(800)
     assert large < small * 1.3, (small, large)
+
+
+def test_known_verdicts_are_reused_and_give_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The studio's cache: a side whose digest is in `known` is not evaluated again, and the
+    report is the one a fresh evaluation gives."""
+    import engine.tools.impact.run as run
+
+    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    (tmp_path / "key-account.yaml").write_text(_raise_threshold(text, 70, 75), encoding="utf-8")
+    base, head = read_side(str(ROOT / "rulesets")), read_side(str(tmp_path))
+    accounts = generate_accounts(60, seed=4)
+    fresh = analyze(base, head, accounts)
+    known: dict = {}
+    first = analyze(base, head, accounts, known=known)
+    assert set(known) == {fresh["base"]["digest"], fresh["head"]["digest"]}
+    assert all(len(v) == 60 for v in known.values())
+    calls = 0
+    real = run._evaluate
+
+    def counting(rs, account):
+        nonlocal calls
+        calls += 1
+        return real(rs, account)
+
+    monkeypatch.setattr(run, "_evaluate", counting)
+    del known[fresh["head"]["digest"]]  # the edited side changes; the served one is kept
+    again = analyze(base, head, accounts, known=known)
+    assert calls == 60  # the head side only
+    for report in (first, again):
+        for key in ("transitions", "changed_accounts", "guardrails", "scores", "top"):
+            assert report[key] == fresh[key], key

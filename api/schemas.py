@@ -160,15 +160,66 @@ class BatchResponse(_Open):
 
 
 class PortfolioCounts(_Open):
+    unit: Literal["account"] = Field(description="What the counts count: accounts.")
     qualification: dict[str, int]
     segments: dict[str, int]
     stage: dict[str, int]
+
+
+class QualificationTotal(_Open):
+    accounts: int
+    revenue: float = Field(description="Sum of the accounts' revenue, in `totals.currency`.")
+    share_of_posted_revenue_pct: float | None
+    profit: float | None = Field(description="Sum of the known profits (null: none known).")
+    profit_known_accounts: int = Field(description="Accounts whose profit is known.")
+    share_of_known_profit_pct: float | None
+
+
+class PortfolioTotals(_Open):
+    """Revenue and profit of the posted accounts, in all and per qualification (policy §7)."""
+
+    currency: str
+    accounts: int
+    revenue: float
+    profit: float | None
+    qualification: dict[str, QualificationTotal]
+
+
+class TopAccount(_Open):
+    """One of the top accounts by profit, highest first."""
+
+    account_id: str
+    account_name: str | None
+    qualification: str
+    revenue: float
+    profit: float | None
+    share_of_known_profit_pct: float | None
+
+
+class LargestAccount(_Open):
+    """The account with the largest revenue among those posted."""
+
+    account_id: str
+    account_name: str | None
+    qualification: str
+    revenue: float
+    share_of_posted_revenue_pct: float = Field(
+        description="Its share of the revenue posted here; not its own `revenue_share_pct` "
+        "(of company revenue)."
+    )
 
 
 class PortfolioResponse(_Open):
     results: list[Verdict]
     findings: list[Finding]
     counts: PortfolioCounts
+    totals: PortfolioTotals
+    top_accounts: list[TopAccount] = Field(
+        description="The top accounts by profit (policy §7), highest profit first."
+    )
+    largest_account: LargestAccount | None = Field(
+        description="Null when the posted revenue is 0."
+    )
     metrics: dict[str, Any] = {}
 
 

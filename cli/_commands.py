@@ -12,6 +12,7 @@ _NAMES = [
     "check",
     "test",
     "diff",
+    "portfolio",
     "fmt",
     "corpus",
     "serve",

@@ -84,8 +84,9 @@ def test_every_path_up_gives_its_stated_result_and_is_minimal(rs) -> None:
             assert after.qualification == path["qualification"]
             assert after.score == path["score"]
             rank = ladder.index(path["qualification"])
-            if base in ladder:
-                assert rank > ladder.index(base)
+            # a path only ever points to a better qualification: for insufficient data,
+            # above the ladder's first step (being decided `not_key_account` is no way up)
+            assert rank > (ladder.index(base) if base in ladder else 0), facts["account_id"]
             for k in range(1, len(changes)):
                 for subset in itertools.combinations(changes, k):
                     q = rs.decide(_apply(facts, list(subset))).qualification
@@ -132,6 +133,29 @@ def test_an_insufficient_data_account_lists_the_facts_that_decide_it_first(rs) -
     assert v["qualification"] == "insufficient_data"
     assert v["decisive_missing_facts"][:2] == ["expected_years", "purchasing_model"]
     assert all(c["from"] is None for p in v["what_it_would_take"] for c in p["changes"])
+
+
+def test_an_insufficient_data_account_is_never_advised_down_to_not_key_account(rs) -> None:
+    # ACC-000101 lacks its purchase pattern and years: "one_off" or 2 years would decide it
+    # as not_key_account, which the advice once offered as a path ("It would be a not a key
+    # account, with 50 points"); only the way up to key_account is one
+    (facts,) = [a for a in CORPUS if a["account_id"] == "ACC-000101"]
+    v = rs.evaluate(facts)
+    assert v["qualification"] == "insufficient_data"
+    assert [p["qualification"] for p in v["what_it_would_take"]] == ["key_account"]
+    for p in v["what_it_would_take"] + v["next_actions"]:
+        assert "not a key account" not in p["message"]["en"]
+        assert "非大客户" not in p["message"]["zh"]
+
+
+def test_path_messages_put_the_right_article_before_the_qualification(rs) -> None:
+    seen = set()
+    for facts in SAMPLE:
+        for p in rs.evaluate(facts)["what_it_would_take"]:
+            en = p["message"]["en"]
+            assert "a not " not in en and "a insufficient" not in en and "a important" not in en
+            seen.add(en.split(",", 1)[0])
+    assert {"It would be a key account", "It would be a potential key account"} <= seen
 
 
 @pytest.mark.parametrize(

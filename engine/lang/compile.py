@@ -31,6 +31,7 @@ from engine.lang import expr as E
 from engine.lang.lower import Lowering
 from engine.lang.model import (
     NAME_PATTERN,
+    PORTFOLIO_METRICS,
     SEVERITY_RANK,
     FactDecl,
     ParamDecl,
@@ -357,13 +358,27 @@ class _Compiler:
                         name, [n for n, d in doc.facts.items() if d.type in ("number", "integer")]
                     ),
                 )
-        for i, q in enumerate(port.smb):
+        for key, i, q in [("smb", i, q) for i, q in enumerate(port.smb)] + [
+            ("unqualified", i, q) for i, q in enumerate(port.unqualified)
+        ]:
             if q not in doc.qualifications:
                 self.err(
-                    ("portfolio", "smb", i),
+                    ("portfolio", key, i),
                     "ruleset.unknown_qualification",
                     f"unknown qualification `{q}`",
                     suggest(q, doc.qualifications, "declare it under `qualifications:`"),
+                )
+
+        if port.smb_dropped is not None:
+            inputs = [n for n in port.facts if n not in PORTFOLIO_METRICS]
+            decl = port.facts.get(port.smb_dropped)
+            if port.smb_dropped not in inputs or decl is None or decl.type != "number":
+                self.err(
+                    ("portfolio", "smb_dropped"),
+                    "ruleset.portfolio_measure",
+                    f"`smb_dropped: {port.smb_dropped}` must name a number input of "
+                    "`portfolio.facts` (not a metric kaq computes)",
+                    suggest(port.smb_dropped, inputs),
                 )
 
     def _check_derived(self, u: _Unit) -> None:

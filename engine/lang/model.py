@@ -13,7 +13,7 @@ RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 RULESET_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 
 # percentile: a rank among customers, 0 = the top ("in the top 5%", "in the bottom half")
-Unit = Literal["money", "percent", "percentile", "ratio", "years", "count", "points"]
+Unit = Literal["money", "percent", "percentile", "ratio", "years", "count", "points", "account"]
 Scope = Literal["account", "company"]
 Severity = Literal["info", "warning", "high"]
 SEVERITIES = ("info", "warning", "high")  # lowest first: the one severity order
@@ -222,6 +222,21 @@ class Decision(_Strict):
     steps: list[DecisionStep] = Field(min_length=1)
 
 
+#: The portfolio metrics kaq computes (engine/runtime/portfolio.py), which the ruleset's
+#: portfolio rules may read; any other portfolio fact is an input the caller gives.
+PORTFOLIO_METRICS = (
+    "account_count",
+    "known_profit_count",
+    "top_count",
+    "top_profit_share_pct",
+    "max_revenue_share_pct",
+    "largest_account_name",
+    "hhi",
+    "smb_revenue_share_pct",
+    "unqualified_top_profit_count",
+)
+
+
 class PortfolioDecl(_Strict):
     """The portfolio view: which account facts measure revenue and margin, which
     qualifications are the small and mid-size customers, and rules over the metrics."""
@@ -229,6 +244,10 @@ class PortfolioDecl(_Strict):
     revenue: str  # a number fact: an account's revenue (missing counts as 0)
     margin_pct: str  # a number fact: the margin in percent (profit = revenue × margin / 100)
     smb: list[str] = Field(min_length=1)  # qualifications that are SMB customers
+    # qualifications a top-profit account should not have (they are named in findings)
+    unqualified: list[str] = []
+    # the portfolio input `kaq portfolio --smb-dropped PCT` gives
+    smb_dropped: str | None = None
     facts: dict[str, FactDecl] = {}  # the metrics kaq computes, and inputs callers give
     params: dict[str, ParamDecl] = {}
     rules: list[RuleDecl] = []

@@ -110,6 +110,9 @@ class Advisor:
         if base == len(self.ladder) - 1:
             return []
         insufficient = base < 0
+        # a path goes up: for an account of insufficient data, to a qualification above the
+        # ladder's first step (being decided as `not_key_account` is no way up)
+        floor = max(base, 0)
         facts = self._missing_deciding(d) if insufficient else self._could_lift(d)
         derived = {n for r in self._lifting_rules(d) for n in r.reads if n in self.derived}
         singles: list[tuple[Change, Decision]] = []
@@ -124,7 +127,7 @@ class Advisor:
                 singles.append((change, d2))
                 probes.append((change, d2, d2.env))
         found: list[tuple[list[Change], Decision]] = [
-            ([c], d2) for c, d2 in singles if self.rank(d2.qualification) > base
+            ([c], d2) for c, d2 in singles if self.rank(d2.qualification) > floor
         ]
         if len(found) < self.advice.max_paths and self.advice.max_changes >= 2:
             unmet = [
@@ -133,7 +136,7 @@ class Advisor:
                 if r.kind == "criterion" and d.criteria.get(r.id, ("",))[0] != "met"
             ]
             progress = [(c, x) for c, x, env2 in probes if _progress(d, x, env2, unmet)]
-            found += self._pairs(d, base, progress)
+            found += self._pairs(d, floor, progress)
         best: dict[frozenset[str], tuple[list[Change], Decision]] = {}
         for changes, d2 in found:
             key = frozenset(c.fact for c in changes)
@@ -381,7 +384,7 @@ class Advisor:
                 )
         if lang == "zh":
             return "如果" + "，并且".join(said) + f"，即可成为{q}（{score}分）。"
-        return f"It would be a {q}, with {score} points, if " + " and ".join(said) + "."
+        return f"It would be {_article(q)}, with {score} points, if " + " and ".join(said) + "."
 
     def fact_label(self, fact: str, lang: str) -> str:
         decl = self.decls.get(fact)
@@ -406,6 +409,14 @@ class Advisor:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _article(label: str) -> str:
+    """`a key account`, `an important institution`; a label that is a phrase of its own
+    (`not a key account`, `the ...`) as it is."""
+    if label.split(" ", 1)[0].lower() in ("a", "an", "the", "not", "no"):
+        return label
+    return ("an " if label[:1].lower() in "aeiou" else "a ") + label
 
 
 def _join(texts: list[dict[str, str]]) -> dict[str, str]:

@@ -100,6 +100,10 @@ def format_value(value: Any, unit: str | None, lang: str, currency: str = "CNY")
         return percentile(value, lang)
     if unit == "ratio":
         return f"{value:.2f}"
+    if unit == "account":
+        if lang == "zh":
+            return f"{_number(value)}个客户"
+        return f"{_number(value)} account" + ("" if value == 1 else "s")
     return _number(value)
 
 

@@ -68,6 +68,7 @@ def test_counts_use_unknown_for_no_stage() -> None:
         ]
     )
     assert counts == {
+        "unit": "account",
         "qualification": {"key_account": 2, "not_key_account": 1},
         "segments": {"economic": 2, "important": 1},
         "stage": {"establish": 1, "unknown": 2},
@@ -96,7 +97,15 @@ async def test_portfolio_endpoint_findings_counts_and_logged_verdicts(svc: Runni
     assert rules["portfolio.small_customer_neglect"] == "warning"
     assert rules["portfolio.pareto"] == "info"
     assert sum(body["counts"]["qualification"].values()) == 3
-    assert set(body["counts"]) == {"qualification", "segments", "stage"}
+    assert set(body["counts"]) == {"unit", "qualification", "segments", "stage"}
+    # named accounts, totals per qualification (policy §7)
+    assert [a["account_id"] for a in body["top_accounts"]] == ["P-1"]
+    assert body["largest_account"]["account_id"] == "P-1"
+    assert body["largest_account"]["share_of_posted_revenue_pct"] == 90.0
+    assert body["totals"]["revenue"] == 10_000_000
+    assert sum(t["accounts"] for t in body["totals"]["qualification"].values()) == 3
+    (conc,) = [f for f in body["findings"] if f["rule"] == "portfolio.concentration"]
+    assert conc["facts"]["largest_account_id"] == "P-1"
     # The portfolio view does not change an account's own verdict.
     alone = (await svc.client.post("/v1/evaluate", json=accounts[0])).json()
     assert alone["qualification"] == body["results"][0]["qualification"]
@@ -126,3 +135,17 @@ async def test_portfolio_invalid_input_is_422_with_loc(svc: Running, body, loc) 
     r = await svc.client.post("/v1/portfolio/evaluate", json=body)
     assert r.status_code == 422, r.text
     assert loc in [e["loc"] for e in r.json()["errors"]]
+
+
+def test_the_openapi_portfolio_response_lists_totals_and_named_accounts() -> None:
+    from api.app import create_app
+
+    schemas = create_app().openapi()["components"]["schemas"]
+    portfolio = schemas["PortfolioResponse"]
+    assert {"totals", "top_accounts", "largest_account"} <= set(portfolio["required"])
+    assert "share_of_posted_revenue_pct" in schemas["LargestAccount"]["properties"]
+    assert {"account_id", "account_name", "share_of_known_profit_pct"} <= set(
+        schemas["TopAccount"]["properties"]
+    )
+    assert "qualification" in schemas["PortfolioTotals"]["properties"]
+    assert schemas["PortfolioCounts"]["properties"]["unit"]["const"] == "account"

@@ -41,7 +41,7 @@ VENV_IS_PY_VERSION := import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(v
 and f"$(VENV) holds Python {v}, not $(PY_VERSION): give another VENV=, or make clean VENV=$(VENV)")
 check_venv = $(if $(PYTHON_GIVEN),@$(if $(PY_EXE),$(BIN)/python -c '$(VENV_IS_PY_VERSION)',$(NO_PYTHON)))
 
-.PHONY: setup run serve test test-py313 lint fmt bench clean studio
+.PHONY: setup run serve test test-py313 lint fmt bench bench-quick bench-engine clean studio
 
 # The studio page (GET /studio): CodeMirror 6 from the npm registry (studio/package-lock.json),
 # bundled by esbuild into studio/dist (git-ignored). Needs node and npm; nothing else does.
@@ -91,6 +91,7 @@ test: $(STAMP) $(STUDIO_DIST)
 	$(BIN)/kaq fmt --check rulesets
 	$(BIN)/kaq test rulesets --coverage-min 100
 	$(BIN)/python -m pytest -q
+	$(MAKE) bench-quick VENV=$(VENV)
 
 test-py313:
 	$(MAKE) test PYTHON=python3.13 VENV=.venv313
@@ -104,8 +105,18 @@ fmt: $(STAMP)
 	$(BIN)/ruff format engine api cli tests benchmarks
 	$(BIN)/kaq fmt rulesets
 
+# The benchmark harness of issue #12 (benchmarks/bench.py): engine, HTTP, batch and soak, each
+# figure beside the in-process engine rate of the same run; writes benchmarks/results.json.
+# About 35 minutes on 2 cores; not in CI. bench-quick is the same harness at tiny sizes (under
+# a minute) with its output checked, and runs in `make test` so that the harness cannot rot.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/bench.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --quick
+
+bench-engine: $(STAMP)
+	$(BIN)/python benchmarks/engine.py --split --repeat 7
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis studio/dist

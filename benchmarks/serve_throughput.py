@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from procstat import cpu_seconds  # this folder: /proc figures of a process tree
 
 ROOT = Path(__file__).resolve().parents[1]
 KAQ = str(Path(sys.executable).parent / "kaq")
@@ -39,27 +40,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def tree(pid: int) -> list[int]:
-    """A process and all its descendants."""
-    out = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            out.extend(tree(int(child)))
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its descendants so far."""
-    total = 0
-    for p in tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 SERVER_PID = 0

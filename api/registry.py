@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from engine import PreparedRuleset
+
 from . import engine_thread
 from .errors import NotFound, ServiceUnavailable
 
@@ -44,7 +46,7 @@ class Build:
 class Snapshot:
     """One generation of loaded rulesets; never mutated after creation."""
 
-    rulesets: Mapping[str, Any]
+    rulesets: Mapping[str, PreparedRuleset]
     generation: int
     origin: Any = None  # the source's version these rulesets were built from
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -52,7 +54,7 @@ class Snapshot:
     retired: bool = False
     closed: bool = False
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str) -> PreparedRuleset:
         """The ruleset called `name`, or 404."""
         try:
             return self.rulesets[name]

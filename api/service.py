@@ -145,7 +145,9 @@ class Service:
         for e in entries:
             self.metrics.evaluations.labels(rs.name, str(e.qualification)).inc()
 
-    def _count_error(self, rs: Any, exc: BaseException, *, log: bool = True) -> dict[str, Any]:
+    def _count_error(
+        self, rs: PreparedRuleset, exc: BaseException, *, log: bool = True
+    ) -> dict[str, Any]:
         body = problem_for(exc, log=log)
         self.metrics.evaluation_errors.labels(rs.name, body["type"].rsplit(":", 1)[-1]).inc()
         return body

@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from engine import PreparedRuleset
+
 from ..errors import Forbidden, JSONBytes, Unauthorized
 from ..openapi import problems
 from ..registry import Snapshot
@@ -18,12 +20,11 @@ from ..state import AppState, state_of
 router = APIRouter(tags=["rulesets"])
 
 
-def _when(rs: Any) -> str:
-    loaded = getattr(rs, "loaded_at", None)
-    return loaded.isoformat() if loaded is not None else ""
+def _when(rs: PreparedRuleset) -> str:
+    return rs.loaded_at.isoformat()
 
 
-def summary(rs: Any) -> dict[str, Any]:
+def summary(rs: PreparedRuleset) -> dict[str, Any]:
     """The listing entry of one ruleset."""
     return {
         "name": rs.name,

@@ -77,9 +77,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) $(STUDIO_DIST)
 	$(check_venv)
 
+# The studio's editing needs a token: make run uses KAQ_EDITOR_TOKEN when set, else makes one
+# for this run (the service listens on 127.0.0.1 only) and prints it beside the address.
 run: $(STAMP) $(STUDIO_DIST)
 	$(check_venv)
-	$(BIN)/kaq serve --host 127.0.0.1 --port 8000 --rulesets rulesets
+	@token="$${KAQ_EDITOR_TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))')}"; \
+	echo "kaq: API on http://127.0.0.1:8000 (docs at /docs); studio at http://127.0.0.1:8000/studio, editor token: $$token"; \
+	KAQ_EDITOR_TOKEN="$$token" exec $(BIN)/kaq serve --host 127.0.0.1 --port 8000 --rulesets rulesets
 
 test: $(STAMP) $(STUDIO_DIST)
 	$(check_venv)

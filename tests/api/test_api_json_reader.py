@@ -78,7 +78,7 @@ def test_mangled_documents_fail_or_read_the_same(doc: Any, data: st.DataObject) 
         b'{"a": 1, "a": 2}',  # a key given twice
         b'{"a" : 1, "a": 2}',  # ... with white space before one colon (the byte count misses it)
         b'{"a":1,"a"\n:2}',
-        b'[1, 18446744073709551615, 18446744073709551616, -9223372036854775809]',
+        b"[1, 18446744073709551615, 18446744073709551616, -9223372036854775809]",
         b'{"a": {"b": 1, "b": 1}}',
         b'{"a": "x\\":", "b": 1}',  # a string that fools the key count
         b'{"a": 123456789012345678901234567890}',  # beyond 64 bits: an exact int

@@ -11,7 +11,7 @@ from typing import Any
 
 from .changes import ruleset_changes
 from .compare import Comparison, compact
-from .sides import ImpactError, RulesetSide, find_ruleset_doc
+from .sides import ImpactError, RulesetSide, doc_of
 
 CHUNK = 500  # accounts a worker evaluates per task: large enough to amortise the pickling
 WINDOW = 3  # chunks in flight per worker: the bound on what the parallel path holds
@@ -134,6 +134,7 @@ def analyze(
     jobs: int = 1,
     parallel_min: int = 2000,
     known: MutableMapping[str, list[Any]] | None = None,
+    prepared: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load both sides, evaluate every account once per side, and report the impact.
 
@@ -148,19 +149,24 @@ def analyze(
     accounts went through: the studio evaluates the served ruleset on its corpus once, not
     at every keystroke. It holds the verdicts, so it is for corpora that fit in memory;
     with it the evaluation runs in this process.
+
+    `prepared` ({"base": ruleset, "head": ruleset}, either or both) gives a side already
+    prepared from that side's sources (the caller keeps and closes it): not compiled again.
     """
     started = time.perf_counter()
-    base_rs = _load(base, ruleset)
+    given = dict(prepared or {})
+    base_rs = given.get("base") or _load(base, ruleset)
     try:
-        head_rs = _load(head, ruleset)
+        head_rs = given.get("head") or _load(head, ruleset)
     except BaseException:
-        base_rs.close()
+        if "base" not in given:
+            base_rs.close()
         raise
     loaded = time.perf_counter()
     try:
         changes = ruleset_changes(
-            find_ruleset_doc(base, ruleset) or {},
-            find_ruleset_doc(head, ruleset) or {},
+            doc_of(base, base_rs, ruleset) or {},
+            doc_of(head, head_rs, ruleset) or {},
             head_rs.names_read(),
         )
         changed_params = {
@@ -194,8 +200,9 @@ def analyze(
         for account, verdicts in pairs:
             comparison.add(account, verdicts[0], verdicts[-1])
     finally:
-        base_rs.close()
-        head_rs.close()
+        for key, rs in (("base", base_rs), ("head", head_rs)):
+            if key not in given:
+                rs.close()
     evaluated = time.perf_counter()
     verdicts_report = comparison.report()
     finished = time.perf_counter()

@@ -74,3 +74,12 @@ def find_ruleset_doc(side: RulesetSide, name: str) -> Any:
         if not problems and isinstance(doc, Mapping) and doc.get("name") == name:
             return doc
     return None
+
+
+def doc_of(side: RulesetSide, rs: Any, name: str) -> Any:
+    """The side's ruleset as its YAML tree: the one it was compiled from, else read again."""
+    compiled = getattr(rs, "compiled", None)
+    source = getattr(compiled, "source", None)
+    if source is not None and getattr(source, "text", None) in side.sources.values():
+        return source.doc
+    return find_ruleset_doc(side, name)

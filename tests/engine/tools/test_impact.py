@@ -440,3 +440,22 @@ def test_known_verdicts_are_reused_and_give_the_same_report(
     for report in (first, again):
         for key in ("transitions", "changed_accounts", "guardrails", "scores", "top"):
             assert report[key] == fresh[key], key
+
+
+def test_a_prepared_side_is_used_as_it_is_and_left_open(tmp_path: Path) -> None:
+    """The studio hands over the rulesets it already prepared: not compiled again, not closed."""
+    from engine import load_rulesets_from_sources
+
+    text = (ROOT / "rulesets" / "key-account.yaml").read_text(encoding="utf-8")
+    (tmp_path / "key-account.yaml").write_text(_raise_threshold(text, 70, 75), encoding="utf-8")
+    base, head = read_side(str(ROOT / "rulesets")), read_side(str(tmp_path))
+    accounts = generate_accounts(40, seed=6)
+    fresh = analyze(base, head, accounts)
+    head_rs = load_rulesets_from_sources(head.sources)["key-account"]
+    try:
+        given = analyze(base, head, accounts, prepared={"head": head_rs})
+        assert head_rs.evaluate(accounts[0])["qualification"]  # still open
+    finally:
+        head_rs.close()
+    for key in ("changes", "transitions", "changed_accounts", "top"):
+        assert given[key] == fresh[key], key

@@ -246,7 +246,10 @@ class _Sums:
         self.revenue, self.margin_pct, self.smb = revenue, margin_pct, set(smb)
         self.n = 0
         self.total_revenue = 0.0
-        self.sum_squares = 0.0
+        # the sum of squared revenues as scale² × ssq (scale: the largest |revenue| so far), so
+        # that tiny revenues do not underflow to 0 (2e-309² is 0.0; the HHI then divided by 0)
+        self.sq_scale = 0.0
+        self.sq_sum = 0.0
         self.smb_revenue = 0.0
         self.smb_count = 0
         self.total_known_profit = 0.0
@@ -275,7 +278,12 @@ class _Sums:
         self.stage[stage or "unknown"] += 1
         r = _num(facts.get(self.revenue)) or 0.0
         self.total_revenue += r
-        self.sum_squares += r * r
+        a = abs(r)
+        if a > self.sq_scale:
+            self.sq_sum = 1.0 + self.sq_sum * (self.sq_scale / a) ** 2
+            self.sq_scale = a
+        elif a:
+            self.sq_sum += (a / self.sq_scale) ** 2
         aid = str(facts.get("account_id", ""))
         big = self.largest
         if big is None or r > big[0] or (r == big[0] and aid < big[2]):
@@ -317,7 +325,7 @@ class _Sums:
         total = self.total_revenue
         if total > 0:
             max_share = (self.largest[0] if self.largest else 0.0) / total * 100
-            hhi = self.sum_squares / (total * total) * 10_000
+            hhi = self.sq_sum * (self.sq_scale / total) ** 2 * 10_000
             smb_share = self.smb_revenue / total * 100
         return {
             "account_count": self.n,

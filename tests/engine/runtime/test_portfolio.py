@@ -218,3 +218,28 @@ def test_unqualified_and_smb_dropped_must_name_what_exists(old, new, code) -> No
     with pytest.raises(RulesetError) as info:
         engine.prepare("key-account.yaml", text.replace(old, new))
     assert [d.code for d in info.value.diagnostics] == [code]
+
+
+@pytest.mark.parametrize(
+    ("spends", "hhi"),
+    [
+        ([2.225073858507203e-309], 10_000),  # found by schemathesis: a 500 (HHI divided by 0)
+        ([1e-300, 1e-300], 5_000),
+        ([3e-200, 1e-200], 75**2 + 25**2),
+        ([1e-300, 900, 100], 90**2 + 10**2),
+        ([900, 100, 0], 90**2 + 10**2),
+    ],
+)
+def test_concentration_of_tiny_revenues_is_computed_not_divided_by_zero(
+    spends: list[float], hhi: float
+) -> None:
+    rs = engine.load_ruleset(MINI)
+    try:
+        accounts = [
+            {"account_id": f"A{i}", "spend": s, "margin_pct": 10, "kind": "company"}
+            for i, s in enumerate(spends)
+        ]
+        m = rs.evaluate_portfolio(accounts)["metrics"]
+        assert m["hhi"] == pytest.approx(hhi, rel=1e-9)
+    finally:
+        rs.close()

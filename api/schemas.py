@@ -217,9 +217,7 @@ class PortfolioResponse(_Open):
     top_accounts: list[TopAccount] = Field(
         description="The top accounts by profit (policy §7), highest profit first."
     )
-    largest_account: LargestAccount | None = Field(
-        description="Null when the posted revenue is 0."
-    )
+    largest_account: LargestAccount | None = Field(description="Null when the posted revenue is 0.")
     metrics: dict[str, Any] = {}
 
 

@@ -291,7 +291,7 @@ def _panel(
         crit = Table(title=w("criteria"), title_justify="left", show_edge=False, expand=True)
         crit.add_column(w("criterion"), no_wrap=True)
         crit.add_column(w("outcome"), no_wrap=True)
-        crit.add_column(w("points"), justify="right")
+        crit.add_column(w("points_header"), justify="right")
         crit.add_column(w("reason"), overflow="fold")
         for c in v["criteria"]:
             crit.add_row(
@@ -325,10 +325,15 @@ def _panel(
 
 
 def _list(title: str, lines: list[str]) -> Table:
-    t = Table(title=title, title_justify="left", show_edge=False, show_header=False, expand=True)
-    t.add_column(overflow="fold")
+    t = Table(
+        title=title, title_justify="left", box=None, show_header=False, expand=True, padding=(0, 1)
+    )
+    # the bullet in a column of its own: a line of Chinese (no spaces to break at) folds
+    # beside it, instead of leaving the bullet alone on a line
+    t.add_column(width=1, no_wrap=True)
+    t.add_column(overflow="fold", ratio=1)
     for line in lines:
-        t.add_row("• " + line)
+        t.add_row("•", line)
     return t
 
 

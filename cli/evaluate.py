@@ -285,7 +285,10 @@ def _panel(
         decisive = [_fact(labels, f, lang) for f in v.get("decisive_missing_facts", ())]
         if decisive:
             sep = "、" if lang == "zh" else ", "
-            text += f" ({w('decisive')}: {sep.join(decisive)})"
+            if lang == "zh":
+                text += f"（{w('decisive')}：{sep.join(decisive)}）"
+            else:
+                text += f" ({w('decisive')}: {sep.join(decisive)})"
         parts.append(_list(w("missing"), [text]))
     if detailed:
         crit = Table(title=w("criteria"), title_justify="left", show_edge=False, expand=True)
@@ -308,7 +311,9 @@ def _panel(
             for f in v["guardrails"]:
                 text = f["message"][lang]
                 if f.get("recommendation"):
-                    text += "\n→ " + f["recommendation"][lang]
+                    # Chinese has no space to break at: "→ " would leave the arrow alone
+                    arrow = "\n→" if lang == "zh" else "\n→ "
+                    text += arrow + f["recommendation"][lang]
                 if f.get("scope") == "company":
                     text += f"\n({w('company')})"
                 g.add_row(f"[{SEVERITY_STYLE[f['severity']]}]{w(f['severity'])}[/]", text)

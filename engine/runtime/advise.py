@@ -412,7 +412,7 @@ class Advisor:
                 said.append(
                     f"{label}（尚不清楚）为{to}"
                     if lang == "zh"
-                    else f"{label}, not known yet, is {to}"
+                    else f"{label} (not known yet) is {to}"
                 )
             else:
                 was = self.value_text(r["fact"], r["from"], lang)

@@ -258,7 +258,18 @@ SNAKE = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")
 # "top 100%", a count of 0 as a number ("只有0条", "见0次面"), a Python None
 NONSENSE = [
     re.compile(p)
-    for p in (r"top 100%", r"前100%", r"前0%", r"只有0(?![.\d])", r"(?<![\d.])0[次条项家]", r"None")
+    for p in (
+        r"top 100%",
+        r"前100%",
+        r"前0%",
+        r"只有0(?![.\d])",
+        r"(?<![\d.])0[次条项家]",
+        r"None",
+        # an unknown value says what is not known ("yearly spend not known yet", 年采购额不详),
+        # never "unknown a year" / 每年未知
+        r"\bunknown\b",
+        r"未知",
+    )
 ]
 CODES = re.compile(r"[A-Za-z]{3,}")
 

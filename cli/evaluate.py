@@ -285,13 +285,16 @@ def _panel(
         decisive = [_fact(labels, f, lang) for f in v.get("decisive_missing_facts", ())]
         if decisive:
             sep = "、" if lang == "zh" else ", "
-            text += f" ({w('decisive')}: {sep.join(decisive)})"
+            if lang == "zh":
+                text += f"（{w('decisive')}：{sep.join(decisive)}）"
+            else:
+                text += f" ({w('decisive')}: {sep.join(decisive)})"
         parts.append(_list(w("missing"), [text]))
     if detailed:
         crit = Table(title=w("criteria"), title_justify="left", show_edge=False, expand=True)
         crit.add_column(w("criterion"), no_wrap=True)
         crit.add_column(w("outcome"), no_wrap=True)
-        crit.add_column(w("points"), justify="right")
+        crit.add_column(w("points_header"), justify="right")
         crit.add_column(w("reason"), overflow="fold")
         for c in v["criteria"]:
             crit.add_row(
@@ -308,7 +311,9 @@ def _panel(
             for f in v["guardrails"]:
                 text = f["message"][lang]
                 if f.get("recommendation"):
-                    text += "\n→ " + f["recommendation"][lang]
+                    # Chinese has no space to break at: "→ " would leave the arrow alone
+                    arrow = "\n→" if lang == "zh" else "\n→ "
+                    text += arrow + f["recommendation"][lang]
                 if f.get("scope") == "company":
                     text += f"\n({w('company')})"
                 g.add_row(f"[{SEVERITY_STYLE[f['severity']]}]{w(f['severity'])}[/]", text)
@@ -325,10 +330,15 @@ def _panel(
 
 
 def _list(title: str, lines: list[str]) -> Table:
-    t = Table(title=title, title_justify="left", show_edge=False, show_header=False, expand=True)
-    t.add_column(overflow="fold")
+    t = Table(
+        title=title, title_justify="left", box=None, show_header=False, expand=True, padding=(0, 1)
+    )
+    # the bullet in a column of its own: a line of Chinese (no spaces to break at) folds
+    # beside it, instead of leaving the bullet alone on a line
+    t.add_column(width=1, no_wrap=True)
+    t.add_column(overflow="fold", ratio=1)
     for line in lines:
-        t.add_row("• " + line)
+        t.add_row("•", line)
     return t
 
 

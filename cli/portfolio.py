@@ -251,7 +251,11 @@ def _sections(report: Mapping[str, Any], labels: Mapping[str, Any], lang: str) -
         [
             word(f["severity"], lang),
             f["message"][lang]
-            + (f"\n→ {f['recommendation'][lang]}" if f.get("recommendation") else ""),
+            + (
+                ("\n→" if lang == "zh" else "\n→ ") + f["recommendation"][lang]
+                if f.get("recommendation")
+                else ""
+            ),
         ]
         for f in report["findings"]
     ]

@@ -13,6 +13,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "qualification": ("Qualification", "结论"),
     "score": ("Score", "得分"),
     "points": ("points", "分"),
+    "points_header": ("Points", "得分"),
     "segments": ("Kind of customer", "客户类型"),
     "stage": ("Relationship stage", "关系阶段"),
     "why": ("Why", "依据"),

@@ -258,7 +258,18 @@ SNAKE = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")
 # "top 100%", a count of 0 as a number ("只有0条", "见0次面"), a Python None
 NONSENSE = [
     re.compile(p)
-    for p in (r"top 100%", r"前100%", r"前0%", r"只有0(?![.\d])", r"(?<![\d.])0[次条项家]", r"None")
+    for p in (
+        r"top 100%",
+        r"前100%",
+        r"前0%",
+        r"只有0(?![.\d])",
+        r"(?<![\d.])0[次条项家]",
+        r"None",
+        # an unknown value says what is not known ("yearly spend not known yet", 年采购额不详),
+        # never "unknown a year" / 每年未知
+        r"\bunknown\b",
+        r"未知",
+    )
 ]
 CODES = re.compile(r"[A-Za-z]{3,}")
 
@@ -299,3 +310,34 @@ def test_percentiles_read_as_people_say_them(rs, rank, en, zh) -> None:
     v = rs.evaluate({**BANK, "profit_rank_pct": rank})
     (c,) = [c for c in v["criteria"] if c["rule"] == "qualify.profit_contribution"]
     assert en in c["message"]["en"] and zh in c["message"]["zh"]
+
+
+def test_next_actions_say_each_thing_once(rs) -> None:
+    # the hospital has no key account manager: stage.establish.single_interface and the
+    # no_manager part of guard.traditional_approach both say to appoint one; one action
+    # does, and the SMB-team part, a gap of its own, still comes
+    v = rs.evaluate(HOSPITAL)
+    en = [a["message"]["en"] for a in v["next_actions"]]
+    zh = [a["message"]["zh"] for a in v["next_actions"]]
+    assert sum("key account manager" in t for t in en) == 1, en
+    assert sum("大客户经理" in t for t in zh) == 1, zh
+    assert any("SMB team" in t for t in en) and any("中小客户团队" in t for t in zh)
+
+
+def test_years_and_counts_read_with_their_unit(rs) -> None:
+    facts = {**BANK, "purchase_pattern": "irregular", "expected_years": 2}
+    facts.update(industry_expertise=False, industry_references=0)
+    v = rs.evaluate(facts)
+    c = {x["rule"]: x["message"] for x in v["criteria"]}
+    assert "expected years of purchasing: 2 years" in c["qualify.recurring_purchases"]["en"]
+    assert "at least 3 years" in c["qualify.recurring_purchases"]["en"]
+    assert "预计持续采购年数：2年" in c["qualify.recurring_purchases"]["zh"]
+    assert "reference customers there: none," in c["qualify.industry_know_how"]["en"]
+    assert "同行业样板客户：没有" in c["qualify.industry_know_how"]["zh"]
+    v = rs.evaluate({**BANK, "purchase_pattern": "recurring", "expected_years": 5})
+    c = {x["rule"]: x["message"] for x in v["criteria"]}
+    assert (
+        "for an expected 5 years (at least 3 years needed)"
+        in c["qualify.recurring_purchases"]["en"]
+    )
+    assert "预计持续5年（至少要3年）" in c["qualify.recurring_purchases"]["zh"]

@@ -59,6 +59,7 @@ class Advisor:
         self.qualification_labels = {k: v.model_dump() for k, v in doc.qualifications.items()}
         self.actionable = [n for n, d in doc.facts.items() if d.actionable]
         self.derived = {d.name: d for d in self.prog.derived}
+        self.rules = {r.id: r for r in self.prog.rules}
         self.thresholds = _thresholds(self.prog)
         self.counts = _count_targets(self.prog)  # list fact -> [counts compared with]
         self.members = _member_targets(self.prog)  # list fact -> [values tested with `in`]
@@ -175,21 +176,59 @@ class Advisor:
         then the first path up; never a company-scope finding or part."""
         limit = self.advice.max_next_actions if self.advice else 3
         actions: list[dict[str, Any]] = []
+        # the facts the actions so far act on: a part whose facts they all cover says the
+        # same thing again (no key account manager: one action, not two)
+        covered: set[str] = set()
         for wanted in ("high", "warning"):
             for g in verdict["guardrails"]:
                 if g["severity"] != wanted or g.get("scope") == "company":
                     continue
-                if g.get("parts"):
-                    own = [p["recommendation"] for p in g["parts"] if p["scope"] != "company"]
-                    recs = [r for r in own if r]
-                    message = _join(recs) if recs else g.get("recommendation")
-                else:
-                    message = g.get("recommendation")
-                if message:
-                    actions.append({"rule": g["rule"], "message": message})
+                action = self._action(g, covered)
+                if action is not None:
+                    actions.append({"rule": g["rule"], "message": action[0]})
+                    covered |= action[1]
         if paths:
             actions.append({"rule": "advice.what_it_would_take", "message": paths[0]["message"]})
         return actions[:limit]
+
+    def _action(
+        self, g: Mapping[str, Any], covered: set[str]
+    ) -> tuple[dict[str, str], set[str]] | None:
+        """What a finding asks the salesperson to do, and the facts that acts on; None when
+        it has nothing to say, or only what the actions on `covered` say already."""
+        rule = self.rules.get(g["rule"])
+        parts = {p.id: p for p in rule.parts} if rule is not None else {}
+        own = [p for p in g.get("parts") or () if p["scope"] != "company"]
+        message = g.get("recommendation")
+        if own:
+            facts = {
+                p["part"]: self._facts(parts[p["part"]].node) if p["part"] in parts else set()
+                for p in own
+            }
+            said = [p for p in own if p["recommendation"]]
+            if said:  # each part says what to do: the parts not said already
+                said = [p for p in said if not said_before(facts[p["part"]], covered)]
+                if not said:
+                    return None
+                message = _join([p["recommendation"] for p in said])
+                acts = set().union(*(facts[p["part"]] for p in said))
+            else:
+                acts = set().union(*facts.values())
+        else:
+            acts = set(rule.input_deps) if rule is not None and not g.get("parts") else set()
+        if not message or said_before(acts, covered):
+            return None
+        return message, acts
+
+    def _facts(self, node: Any) -> set[str]:
+        """The input facts a condition reads, through derived facts too."""
+        out: set[str] = set()
+        for n in E.names(node):
+            if n.scope == "fact":
+                out.add(n.name)
+            elif n.scope == "derived" and n.name in self.derived:
+                out.update(self.derived[n.name].input_deps)
+        return out
 
     # -- candidates
     def _lifting_rules(self, d: Decision) -> list[Any]:
@@ -373,7 +412,7 @@ class Advisor:
                 said.append(
                     f"{label}（尚不清楚）为{to}"
                     if lang == "zh"
-                    else f"{label}, not known yet, is {to}"
+                    else f"{label} (not known yet) is {to}"
                 )
             else:
                 was = self.value_text(r["fact"], r["from"], lang)
@@ -400,15 +439,15 @@ class Advisor:
         elif isinstance(value, str) and value in table:
             value = table[value][lang]
         unit = decl.unit if decl is not None else None
-        if unit == "count" and value == 0 and not isinstance(value, bool):
-            return "无" if lang == "zh" else "none"
-        text = format_value(value, unit, lang, self.currency)
-        if unit == "years" and not isinstance(value, bool):
-            text += "年" if lang == "zh" else (" year" if value == 1 else " years")
-        return text
+        return format_value(value, unit, lang, self.currency)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def said_before(acts: set[str], covered: set[str]) -> bool:
+    """An action on these facts only repeats what the actions so far say."""
+    return bool(acts) and acts <= covered
 
 
 def _article(label: str) -> str:

@@ -98,6 +98,16 @@ class Explainer:
             },
         )
 
+    def findings(self, d: Decision) -> list[dict[str, Any]]:
+        """The fired guardrails of a decision as findings, in rule order (the portfolio
+        program's findings: the same texts, parts and escalation texts as an account's)."""
+        get = d.env.get
+        return [
+            self._finding(rt, d, rt.read(get))
+            for rt in self.rules
+            if rt.kind == "guardrail" and d.outcomes.get(rt.rid) == "fired"
+        ]
+
     def _finding(self, rt: _RuleText, d: Decision, read: dict[str, Any]) -> dict[str, Any]:
         """A fired guardrail as a finding: its severity and scope, and texts that name only
         the parts of its condition that hold for this account."""

@@ -138,7 +138,7 @@ class Portfolio:
         # ties of profit at the cut are broken by account id (policy §7)
         ranked = sorted(
             (i for i in top if i in rows),
-            key=lambda i: (-(rows[i]["profit"] or 0.0), str(rows[i]["account_id"])),
+            key=lambda i: (-(rows[i]["profit"] or 0.0), str(rows[i]["account_id"]), i),
         )[: s.top_count(self.top_fraction)]
         total_profit = s.total_known_profit
         top_accounts = []

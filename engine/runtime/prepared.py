@@ -59,6 +59,7 @@ class PreparedRuleset:
         self.portfolio_params: dict[str, Any] = dict(port.params) if port else {}
         self._port_model = F.build_model(doc.name + "_portfolio", port.facts) if port else None
         self._port_plan = Plan(port, self.ref) if port else None
+        self._port_explainer: Explainer | None = None
         self.engine = _engine_for(self.name, self.program)
         self.advisor = Advisor(compiled, self.plan, self.engine, self.texts)
         try:
@@ -207,21 +208,11 @@ class PreparedRuleset:
         if port is None or plan is None or engine is None or self._port_model is None:
             return []
         d = plan.decide(engine, F.validate(self._port_model, dict(metrics)))
-        env = d.env
-        findings: list[dict[str, Any]] = []
-        for r in port.rules:
-            if d.outcomes[r.id] != "fired":
-                continue
-            findings.append(
-                {
-                    "rule": r.id,
-                    "severity": d.severities.get(r.id) or r.decl.severity or "info",
-                    "scope": "company",  # the portfolio is the company's, not an account's
-                    "message": self.texts.message(r, "fired", port)(env),
-                    "recommendation": self.texts.render(r.recommendation, env, port),
-                    "facts": {n: env.get(n) for n in r.reads},
-                }
-            )
+        if self._port_explainer is None:
+            self._port_explainer = Explainer(port, self.texts)
+        findings = self._port_explainer.findings(d)
+        for f in findings:
+            f["scope"] = "company"  # the portfolio is the company's, not an account's
         findings.sort(key=lambda f: -SEVERITY_RANK[str(f["severity"])])
         return findings
 

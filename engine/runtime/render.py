@@ -100,6 +100,12 @@ def format_value(value: Any, unit: str | None, lang: str, currency: str = "CNY")
         return percentile(value, lang)
     if unit == "ratio":
         return f"{value:.2f}"
+    if unit == "years":
+        if lang == "zh":
+            return f"{_number(value)}年"
+        return f"{_number(value)} year" + ("" if value == 1 else "s")
+    if unit == "count" and value == 0:
+        return "没有" if lang == "zh" else "none"  # "no channel", never "0 channels"
     if unit == "account":
         if lang == "zh":
             return f"{_number(value)}个客户"

@@ -118,7 +118,7 @@ def test_unqualified_top_profit_names_each_account_with_its_first_step_up(ka) ->
     ]
     assert f["facts"]["account_ids"] == want and want
     assert f["facts"]["unqualified_top_profit_count"] == len(want)
-    assert f["message"]["en"].startswith(f"{len(want)} accounts of the {len(top)} accounts")
+    assert f"{len(want)} accounts of the {len(top)} accounts with the highest" in f["message"]["en"]
     stepped = 0
     for row in f["facts"]["accounts"]:
         v = verdicts[row["account_id"]]
@@ -243,3 +243,16 @@ def test_concentration_of_tiny_revenues_is_computed_not_divided_by_zero(
         assert m["hhi"] == pytest.approx(hhi, rel=1e-9)
     finally:
         rs.close()
+
+
+def test_portfolio_findings_say_only_the_parts_that_hold(ka) -> None:
+    # SMB share above its floor, dropped SMB accounts above the limit: only the drop is said
+    # (the SMB share once read "dropped in 12 months: unknown" when it was not given)
+    accounts = [{**a, "product_fit": "none", "annual_spend": 1_000_000} for a in CORPUS[:10]]
+    out = ka.evaluate_portfolio(accounts, {"smb_accounts_dropped_pct": 12})
+    (f,) = [f for f in out["findings"] if f["rule"] == "portfolio.small_customer_neglect"]
+    assert [p["part"] for p in f["parts"]] == ["smb_dropped"]
+    assert f["message"]["en"].startswith("We dropped 12% of our SMB accounts")
+    assert "unknown" not in f["message"]["en"] and "未知" not in f["message"]["zh"]
+    out = ka.evaluate_portfolio(accounts)
+    assert "portfolio.small_customer_neglect" not in {f["rule"] for f in out["findings"]}

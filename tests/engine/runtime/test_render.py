@@ -48,11 +48,28 @@ def test_ratio_to_two_decimals(value, text):
 
 @pytest.mark.parametrize(
     ("value", "unit", "text"),
-    [(3, "years", "3"), (2.5, "years", "2.5"), (12345, "count", "12,345"), (80, "points", "80")],
+    [(12345, "count", "12,345"), (80, "points", "80"), (2.5, None, "2.5")],
 )
 def test_plain_numbers(value, unit, text):
     assert format_value(value, unit, "en") == text
     assert format_value(value, None, "zh") == text
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "en", "zh"),
+    [
+        (3, "years", "3 years", "3年"),
+        (1, "years", "1 year", "1年"),
+        (2.5, "years", "2.5 years", "2.5年"),
+        (0, "count", "none", "没有"),  # a count of 0 as "no" / 没有 (policy §8)
+        (1, "count", "1", "1"),
+        (1, "account", "1 account", "1个客户"),
+        (2000, "account", "2,000 accounts", "2,000个客户"),
+    ],
+)
+def test_numbers_with_their_unit(value, unit, en, zh):
+    assert format_value(value, unit, "en") == en
+    assert format_value(value, unit, "zh") == zh
 
 
 @pytest.mark.parametrize(

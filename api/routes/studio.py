@@ -124,7 +124,7 @@ async def studio_check(request: Request) -> JSONBytes:
         "diagnostics": result.diagnostics,
     }
     if data.get("form") is True:
-        body["form"] = await state.studio.form(source)
+        body["form"] = await state.studio.form(result, source)
     return JSONBytes(body)
 
 

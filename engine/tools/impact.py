@@ -162,6 +162,15 @@ def _find_ruleset_doc(side: RulesetSide, name: str) -> Any:
     return None
 
 
+def _doc_of(side: RulesetSide, rs: Any, name: str) -> Any:
+    """The side's ruleset as its YAML tree: the one it was compiled from, else read again."""
+    compiled = getattr(rs, "compiled", None)
+    source = getattr(compiled, "source", None)
+    if source is not None and getattr(source, "text", None) in side.sources.values():
+        return source.doc
+    return _find_ruleset_doc(side, name)
+
+
 def _dump(node: Any) -> str:
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -687,6 +696,7 @@ def analyze(
     jobs: int = 1,
     parallel_min: int = 2000,
     known: MutableMapping[str, list[Any]] | None = None,
+    prepared: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load both sides, evaluate every account once per side, and report the impact.
 
@@ -698,10 +708,14 @@ def analyze(
     `known` (ruleset digest -> compact verdicts of these very `accounts`) is read for a
     side already evaluated and filled with what is evaluated here: the studio evaluates
     the served ruleset on its corpus once, not at every keystroke.
+
+    `prepared` ({"base": ruleset, "head": ruleset}, either or both) gives a side already
+    prepared from that side's sources (the caller keeps and closes it): not compiled again.
     """
     started = time.perf_counter()
-    base_rs = _load(base, ruleset)
-    head_rs = _load(head, ruleset)
+    given = dict(prepared or {})
+    base_rs = given.get("base") or _load(base, ruleset)
+    head_rs = given.get("head") or _load(head, ruleset)
     loaded = time.perf_counter()
     same = base_rs.digest == head_rs.digest
     sides = {"base": base} if same else {"base": base, "head": head}
@@ -720,16 +734,16 @@ def analyze(
                 if known is not None:
                     known[digest] = results[key]
     finally:
-        for rs in (base_rs, head_rs):
+        for key, rs in (("base", base_rs), ("head", head_rs)):
             close = getattr(rs, "close", None)
-            if close is not None:
+            if close is not None and key not in given:
                 close()
     base_verdicts = results["base"]
     head_verdicts = results.get("head", base_verdicts)
     evaluated = time.perf_counter()
 
     changes = ruleset_changes(
-        _find_ruleset_doc(base, ruleset) or {}, _find_ruleset_doc(head, ruleset) or {}
+        _doc_of(base, base_rs, ruleset) or {}, _doc_of(head, head_rs, ruleset) or {}
     )
     changed_params = {p["name"]: (p.get("base"), p.get("head")) for p in changes["params_changed"]}
     verdicts = compare_verdicts(

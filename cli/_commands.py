@@ -13,6 +13,7 @@ _NAMES = [
     "test",
     "diff",
     "fmt",
+    "params",
     "corpus",
     "serve",
     "publish",

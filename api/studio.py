@@ -88,9 +88,13 @@ class Studio:
             self._compiled.popitem(last=False)
         return result
 
-    async def form(self, source: str) -> dict[str, Any]:
-        """Params and messages with the spans of their values (engine.tools.studio.form_of)."""
-        return await asyncio.to_thread(form_of, source)
+    async def form(self, result: CheckResult, source: str) -> dict[str, Any]:
+        """Params and messages with the spans of their values (engine.tools.studio.form_of),
+        from the tree the check parsed; none for a text that does not compile (the page
+        keeps the last form, its spans mapped through the edits since)."""
+        if result.compiled is None:
+            return {"params": [], "messages": []}
+        return await asyncio.to_thread(form_of, source, result.compiled.source.doc)
 
     async def compiled(self, name: str, source: str) -> Compiled:
         """The compiled text, or 422 with its diagnostics."""
@@ -128,8 +132,7 @@ class Studio:
         self, name: str, source: str, corpus: str | Sequence[Mapping[str, Any]], top: int
     ) -> dict[str, Any]:
         """The `kaq diff --format json` report of the served ruleset against the edited text."""
-        await self.compiled(name, source)  # 422 with diagnostics before any evaluation
-        base_text, _digest = self.served(name)
+        edited = await self.compiled(name, source)  # 422 with diagnostics before any work
         if corpus == "shipped":
             accounts = await asyncio.to_thread(shipped_corpus)
             key = "shipped"
@@ -143,11 +146,13 @@ class Studio:
             self._served_verdicts.move_to_end(key)
             while len(self._served_verdicts) > CORPORA_CACHE:
                 self._served_verdicts.popitem(last=False)
-            base = RulesetSide(label="served", sources={file_name(name): base_text})
-            head = RulesetSide(label="edited", sources={file_name(name): source})
-            report = await engine_thread.run(
-                _impact, base, head, accounts, name, top, known, base_text == source
-            )
+            with self.registry.acquire() as snap:  # the served ruleset, held while in use
+                served = snap.get(name)
+                base = RulesetSide(label="served", sources={file_name(name): served.source})
+                head = RulesetSide(label="edited", sources={file_name(name): source})
+                report = await engine_thread.run(
+                    _impact, base, head, accounts, name, top, known, served, edited
+                )
         report["corpus"] = {
             "name": key if key == "shipped" else "uploaded",
             "accounts": len(accounts),
@@ -256,8 +261,15 @@ def _impact(
     name: str,
     top: int,
     known: dict[str, list[Any]],
-    same: bool,
+    served: Any,
+    edited: Compiled,
 ) -> dict[str, Any]:
-    report = analyze(base, head, accounts, ruleset=name, top=top, jobs=1, known=known)
-    report["same_source"] = same
-    return report
+    """On the engine thread: the served ruleset as it is bound, the edited one bound here."""
+    rs = bind(edited)
+    try:
+        prepared = {"base": served, "head": rs}
+        return analyze(
+            base, head, accounts, ruleset=name, top=top, jobs=1, known=known, prepared=prepared
+        )
+    finally:
+        rs.close()

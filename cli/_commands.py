@@ -14,6 +14,7 @@ _NAMES = [
     "diff",
     "portfolio",
     "fmt",
+    "params",
     "corpus",
     "serve",
     "publish",

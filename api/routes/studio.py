@@ -124,7 +124,7 @@ async def studio_check(request: Request) -> JSONBytes:
         "diagnostics": result.diagnostics,
     }
     if data.get("form") is True:
-        body["form"] = await state.studio.form(source)
+        body["form"] = await state.studio.form(result, source)
     return JSONBytes(body)
 
 
@@ -263,6 +263,70 @@ async def studio_samples(request: Request) -> JSONBytes:
 
     accounts = await asyncio.to_thread(shipped_corpus)
     return JSONBytes({"accounts": accounts[:SAMPLES]})
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.post(
+    "/v1/studio/params/export",
+    summary="The params and messages of a ruleset text as an XLSX workbook",
+    responses={200: {"content": {XLSX: {}}}, **problems(400, 401, 403, 413, 415, 422)},
+)
+async def studio_params_export(request: Request) -> Response:
+    """`{"name", "source"}` → the workbook (`kaq params export`)."""
+    import asyncio
+
+    from engine.tools.sheet import export_workbook
+
+    state = state_of(request)
+    require_editor(request, state)
+    data = await _body(request, state, {"name", "source"})
+    name, source = _name(data, state), _string(data, "source")
+    body = await asyncio.to_thread(export_workbook, source)
+    return Response(
+        body,
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="{name}-params.xlsx"'},
+    )
+
+
+@router.post(
+    "/v1/studio/params/import",
+    summary="A workbook's params and messages written into a ruleset text (nothing saved)",
+    responses=problems(400, 401, 403, 413, 415, 422),
+    response_class=JSONBytes,
+)
+async def studio_params_import(request: Request) -> JSONBytes:
+    """`{"name", "source", "workbook"}` (base64 XLSX) → `{"ok", "source", "changed",
+    "problems": [{"sheet", "row", "column", "message"}], "diagnostics"}`."""
+    import asyncio
+    import base64
+    import binascii
+
+    from engine.tools.sheet import import_workbook
+
+    state = state_of(request)
+    require_editor(request, state)
+    data = await _body(request, state, {"name", "source", "workbook"})
+    name, source = _name(data, state), _string(data, "source")
+    try:
+        workbook = base64.b64decode(_string(data, "workbook"), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBody(
+            "`workbook` must be the XLSX file in base64.",
+            errors=[{"loc": ["workbook"], "msg": "not base64", "type": "base64"}],
+        ) from None
+    result = await asyncio.to_thread(import_workbook, source, workbook, name)
+    return JSONBytes(
+        {
+            "ok": result.ok,
+            "source": result.text,
+            "changed": result.changed,
+            "problems": [p.to_dict() for p in result.problems],
+            "diagnostics": result.diagnostics,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- the page

@@ -260,11 +260,21 @@ def format_file(path: Path, *, check: bool = False) -> FmtResult:
 
 
 def find_yaml_files(paths: Iterable[Path]) -> list[Path]:
-    """The YAML files named, and those under the directories named, sorted and unique."""
+    """The YAML files named, and those under the directories named, sorted and unique.
+
+    Hidden folders under a directory are left out: the studio keeps its saved versions in
+    `.kaq-history/` as they were saved (named by their digest), never to be rewritten.
+    """
     found: set[Path] = set()
     for p in paths:
         if p.is_dir():
-            found.update(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file())
+            found.update(
+                q
+                for q in p.rglob("*")
+                if q.suffix in (".yaml", ".yml")
+                and q.is_file()
+                and not any(part.startswith(".") for part in q.relative_to(p).parts[:-1])
+            )
         else:
             found.add(p)
     return sorted(found)

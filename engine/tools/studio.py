@@ -198,10 +198,16 @@ def _text_entry(lines: list[str], node: Any) -> dict[str, Any] | None:
     return out
 
 
-def form_of(text: str) -> dict[str, Any]:
+def form_of(text: str, doc: Any = None) -> dict[str, Any]:
     """The params and rule messages of a text with the span of each value (None: not
-    editable in a form, e.g. a block scalar); empty lists when the text does not parse."""
-    doc, problems = load_yaml("<form>", text)
+    editable in a form, e.g. a block scalar); empty lists when the text does not parse.
+
+    `doc`: the text's YAML tree when the caller has it already (a compiled ruleset's
+    `source.doc`), so it is not parsed twice.
+    """
+    problems: list[Any] = []
+    if doc is None:
+        doc, problems = load_yaml("<form>", text)
     params: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     if problems or not isinstance(doc, CommentedMap):

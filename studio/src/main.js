@@ -141,10 +141,15 @@ window.kaqStudio.testsEditor = testsEditor;
 
 const text = () => editor.state.doc.toString();
 
+// The whole text replaced: the form's spans are unknown until the next check answers.
 function setText(view, value) {
   state.applying = true;
   try {
     view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: value } });
+    if (view === editor) {
+      state.spans.clear();
+      for (const input of document.querySelectorAll("[data-span]")) input.disabled = true;
+    }
   } finally {
     state.applying = false;
   }
@@ -475,11 +480,13 @@ function label(kind, value) {
 }
 
 function findings(v) {
-  return (v.guardrails || []).map((g) => `${g.rule} (${t(`severity_${g.severity}`)})`).join("\n") || "—";
+  return (v.guardrails || [])
+    .map((g) => `[${t(`severity_${g.severity}`)}] ${both(g.message) || g.rule}`)
+    .join("\n") || "—";
 }
 function paths(v) {
   return (v.what_it_would_take || [])
-    .map((p) => both(p.summary) || (p.changes || []).map((c) => c.fact).join(", "))
+    .map((p) => both(p.message) || (p.changes || []).map((c) => c.fact).join(", "))
     .join("\n") || "—";
 }
 
@@ -518,7 +525,7 @@ async function impact(version) {
   let report;
   try {
     report = await latest("impact", "POST", "/v1/studio/impact",
-      { name: RULESET, source: text(), corpus: "shipped", top: 20 });
+      { name: RULESET, source: text(), corpus: state.corpus || "shipped", top: 20 });
   } catch (e) {
     if (!aborted(e)) summary.textContent = e.message;
     return;
@@ -583,7 +590,11 @@ async function save() {
     status.dataset.outcome = e.status === 409 ? "conflict" : "rejected";
     status.className = e.status === 409 ? "conflict" : "rejected";
     if (e.status === 409) {
-      status.textContent = t("conflict");
+      status.replaceChildren(
+        el("p", { text: t("conflict") }),
+        el("button", { type: "button", id: "reload-latest", text: t("reloadLatest"),
+          onclick: () => load(false).then(() => { status.replaceChildren(); }) }),
+      );
       return;
     }
     const lines = [
@@ -693,6 +704,64 @@ $("#token-form").addEventListener("submit", async (ev) => {
   }
 });
 $("#save-button").addEventListener("click", save);
+// The params and messages as an Excel workbook, and back into the text (nothing is saved:
+// the imported values show in the form and the YAML, checked, ready to try and save).
+$("#xlsx-export").addEventListener("click", async () => {
+  const res = await fetch("/v1/studio/params/export", {
+    method: "POST",
+    headers: { authorization: `Bearer ${state.token}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: RULESET, source: text() }),
+  });
+  if (!res.ok) return;
+  const url = URL.createObjectURL(await res.blob());
+  el("a", { href: url, download: `${RULESET}-params.xlsx` }).click();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+});
+$("#xlsx-import").addEventListener("change", async (ev) => {
+  const file = ev.target.files[0];
+  const list = $("#xlsx-problems");
+  list.replaceChildren();
+  if (!file) return;
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  try {
+    const result = await api("POST", "/v1/studio/params/import",
+      { name: RULESET, source: text(), workbook: btoa(binary) });
+    if (result.problems.length) {
+      list.replaceChildren(...result.problems.map((p) =>
+        el("li", { text: `${file.name} ${p.sheet}!${p.column}${p.row}: ${p.message}` })));
+      return;
+    }
+    if (result.changed.length) setText(editor, result.source);
+    list.replaceChildren(el("li", { class: "ok", text: t("xlsxChanged", result.changed.length) }));
+  } catch (e) {
+    list.replaceChildren(el("li", { text: e.message }));
+  } finally {
+    ev.target.value = "";
+  }
+});
+// An uploaded corpus (JSON Lines, or a JSON list; e.g. `kaq log export`): the impact on it.
+$("#impact-file").addEventListener("change", async (ev) => {
+  const file = ev.target.files[0];
+  const note = $("#impact-corpus");
+  if (!file) { state.corpus = null; note.textContent = t("corpusShipped"); return; }
+  try {
+    const body = (await file.text()).trim();
+    let accounts = body.startsWith("[") || body.startsWith("{") && body.includes('"accounts"')
+      ? JSON.parse(body) : body.split(/\n+/).filter((l) => l.trim()).map((l) => JSON.parse(l));
+    if (!Array.isArray(accounts)) accounts = accounts.accounts;
+    state.corpus = accounts;
+    note.textContent = t("corpusUploaded", file.name, accounts.length);
+  } catch (e) {
+    state.corpus = null;
+    note.textContent = t("corpusBad", file.name, e.message);
+    return;
+  }
+  impact(state.version);
+});
 $("#try-select").addEventListener("change", () => { $("#try-facts").value = ""; tryAccount(); });
 $("#try-facts").addEventListener("input", () => debounce("try", TRY_DELAY, () => tryAccount()));
 

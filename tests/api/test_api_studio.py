@@ -103,7 +103,12 @@ async def test_check_locates_a_param_written_as_a_percentage(studio) -> None:
     body = await _check(studio, SOURCE.replace("    value: 70\n", '    value: "75%"\n', 1))
     assert body["ok"] is False
     first = body["diagnostics"][0]
-    assert (first["line"], first["code"], first["severity"]) == (389, "ruleset.param_type", "error")
+    line = SOURCE.splitlines().index("    value: 70") + 1  # the first `value: 70`, edited above
+    assert (first["line"], first["code"], first["severity"]) == (
+        line,
+        "ruleset.param_type",
+        "error",
+    )
     assert first["hint"] and set(first) >= {"line", "col", "code", "severity", "message", "hint"}
 
 
@@ -447,3 +452,52 @@ async def test_the_page_says_how_to_build_it_when_it_is_not_built(tmp_path) -> N
     async with running(settings) as r:
         res = await r.client.get("/studio")
         assert res.status_code == 503 and "make studio" in res.json()["detail"]
+
+
+# ------------------------------------------------------------------------ spreadsheets
+
+
+async def test_params_as_a_workbook_and_back_through_the_studio(studio) -> None:
+    import base64
+    import io
+
+    from openpyxl import load_workbook
+
+    res = await studio.client.post(
+        "/v1/studio/params/export", json={"source": SOURCE}, headers=AUTH
+    )
+    assert res.status_code == 200 and res.headers["content-type"].startswith(
+        "application/vnd.openxmlformats"
+    )
+    book = load_workbook(io.BytesIO(res.content))
+    book["params"]["B2"] = 75
+    out = io.BytesIO()
+    book.save(out)
+    body = {"source": SOURCE, "workbook": base64.b64encode(out.getvalue()).decode()}
+    res = await studio.client.post("/v1/studio/params/import", json=body, headers=AUTH)
+    assert res.status_code == 200, res.text
+    assert res.json()["ok"] and res.json()["source"] == AT_75
+    book["params"]["B2"] = "lots"
+    out = io.BytesIO()
+    book.save(out)
+    body["workbook"] = base64.b64encode(out.getvalue()).decode()
+    res = await studio.client.post("/v1/studio/params/import", json=body, headers=AUTH)
+    got = res.json()
+    assert res.status_code == 200 and got["ok"] is False and got["source"] == SOURCE
+    assert got["problems"][0] | {"message": ""} == {
+        "sheet": "params",
+        "row": 2,
+        "column": "B",
+        "message": "",
+    }
+
+
+@pytest.mark.parametrize("workbook", ["not base64!", "bm90IGEgemlw"])
+async def test_a_workbook_that_is_not_one_is_4xx_or_a_located_problem(studio, workbook) -> None:
+    res = await studio.client.post(
+        "/v1/studio/params/import", json={"source": SOURCE, "workbook": workbook}, headers=AUTH
+    )
+    if workbook == "not base64!":
+        assert res.status_code == 422
+    else:
+        assert res.status_code == 200 and res.json()["problems"][0]["sheet"] == "(workbook)"

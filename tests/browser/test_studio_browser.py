@@ -330,10 +330,48 @@ def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path) -> None:
     assert _served_digest(url) == new_digest
     _shot(other, "08-second-session-conflict")
 
+    # 9. Excel: the params as a workbook, one value changed in it, imported back into the text
+    with page.expect_download() as download:
+        page.click("#xlsx-export")
+    sheet = tmp_path / "params.xlsx"
+    download.value.save_as(sheet)
+    from openpyxl import load_workbook
+
+    book = load_workbook(sheet)
+    assert book["params"]["A2"].value == "key_account_min_score"
+    assert book["params"]["B2"].value == 75
+    book["params"]["B2"] = 76
+    book.save(sheet)
+    page.set_input_files("#xlsx-import", str(sheet))
+    page.wait_for_function(
+        f"window.kaqStudio.editor.state.doc.line({PARAM_LINE}).text === '    value: 76'",
+        timeout=TIMEOUT_MS,
+    )
+    assert _wait_checked(page) == 0
+    assert page.input_value("tr[data-param=key_account_min_score] input") == "76"
+    _shot(page, "09-imported-from-excel")
+
+    # 10. the impact on an uploaded corpus (JSON Lines, as `kaq log export` writes)
+    upload = tmp_path / "mine.jsonl"
+    lines = (REPO / "corpus" / "accounts-2000.jsonl").read_text(encoding="utf-8").splitlines()
+    upload.write_text("\n".join(lines[:100]) + "\n", encoding="utf-8")
+    version = _version(page)
+    page.set_input_files("#impact-file", str(upload))
+    page.wait_for_function(
+        "v => { const s = document.querySelector('#impact-summary');"
+        " return s.dataset.version === String(v) && s.textContent.includes('100'); }",
+        arg=version,
+        timeout=TIMEOUT_MS,
+    )
+    cells = page.query_selector_all("#impact-matrix td[data-head]")
+    total = sum(int(c.text_content() or "0") for c in cells)
+    assert total == 100
+    _shot(page, "10-impact-on-an-uploaded-corpus")
+
     # the page in English too
     page.click("#lang-switch")
     assert page.text_content("#save-button") == "Check and save"
-    _shot(page, "09-english")
+    _shot(page, "11-english")
     assert errors == []
 
     timings = page.evaluate("window.kaqStudio.timings")

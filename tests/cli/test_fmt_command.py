@@ -60,3 +60,14 @@ def test_unparsable_yaml_and_missing_paths_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["fmt", str(bad)])
     assert result.exit_code == 2 and "bad.yaml:" in result.output
     assert runner.invoke(app, ["fmt", str(tmp_path / "nope")]).exit_code == 2
+
+
+def test_hidden_folders_such_as_the_studio_history_are_left_alone(tmp_path: Path) -> None:
+    kept = tmp_path / ".kaq-history" / "demo"
+    kept.mkdir(parents=True)
+    (kept / "abc.yaml").write_text(MESSY)
+    (tmp_path / "demo.yaml").write_text(MESSY)
+    result = runner.invoke(app, ["fmt", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (kept / "abc.yaml").read_text() == MESSY
+    assert (tmp_path / "demo.yaml").read_text() != MESSY

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 logger = logging.getLogger("kaq.api")
 
@@ -220,8 +220,9 @@ class RawJSON(Response):
         return bytes(content)
 
 
-class JSONBytes(Response):
-    """A JSON response serialised with `dumps`."""
+class JSONBytes(JSONResponse):
+    """A JSON response serialised with `dumps` (a JSONResponse, so that OpenAPI declares its
+    body as JSON, not as a string)."""
 
     media_type = "application/json"
 

@@ -105,10 +105,66 @@ def _facts(value: Any, loc: list[Any]) -> dict[str, Any]:
     return value
 
 
+def _ok(schema: dict[str, Any], *codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=`: the 200 body's JSON Schema, and the problems the operation answers."""
+    return {200: {"content": {"application/json": {"schema": schema}}}, **problems(*codes)}
+
+
+_STR = {"type": "string"}
+_DIAGNOSTIC = {
+    "type": "object",
+    "required": ["line", "col", "code", "severity", "message"],
+    "properties": {
+        "line": {"type": "integer"},
+        "col": {"type": "integer"},
+        "code": _STR,
+        "severity": {"enum": ["error", "warning"]},
+        "message": _STR,
+        "hint": {"type": ["string", "null"]},
+    },
+}
+CHECK = {
+    "type": "object",
+    "required": ["ok", "diagnostics"],
+    "properties": {
+        "ok": {"type": "boolean"},
+        "digest": {"type": ["string", "null"]},
+        "diagnostics": {"type": "array", "items": _DIAGNOSTIC},
+    },
+}
+VERSIONS = {
+    "type": "object",
+    "required": ["name", "versions"],
+    "properties": {
+        "name": _STR,
+        "versions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["digest", "published_at", "who", "note", "current"],
+                "properties": {
+                    "digest": _STR,
+                    "version": {},
+                    "published_at": {"type": "string", "format": "date-time"},
+                    "who": _STR,
+                    "note": _STR,
+                    "current": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+SAMPLES_BODY = {
+    "type": "object",
+    "required": ["accounts"],
+    "properties": {"accounts": {"type": "array", "items": {"type": "object"}}},
+}
+
+
 @router.post(
     "/v1/studio/check",
     summary="Diagnostics of an edited ruleset text (never a 500, whatever the text)",
-    responses=problems(400, 401, 403, 413, 415, 422),
+    responses=_ok(CHECK, 400, 401, 403, 413, 415, 422),
     response_class=JSONBytes,
 )
 async def studio_check(request: Request) -> JSONBytes:
@@ -224,7 +280,7 @@ async def studio_revert(request: Request) -> JSONBytes:
     "/v1/rulesets/{name}/versions",
     tags=["rulesets"],
     summary="The saved versions of a ruleset, newest first",
-    responses=problems(401, 403, 404),
+    responses=_ok(VERSIONS, 401, 403, 404),
     response_class=JSONBytes,
 )
 async def ruleset_versions(request: Request, name: str) -> JSONBytes:
@@ -251,7 +307,7 @@ async def studio_source(request: Request, name: str) -> JSONBytes:
 @router.get(
     "/v1/studio/samples",
     summary="Accounts of the shipped corpus to try",
-    responses=problems(401, 403),
+    responses=_ok(SAMPLES_BODY, 401, 403),
     response_class=JSONBytes,
 )
 async def studio_samples(request: Request) -> JSONBytes:

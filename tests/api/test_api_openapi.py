@@ -151,6 +151,42 @@ def test_api_conforms_to_its_openapi_document(server, tmp_path: Path) -> None:
     assert sent.exists() and len(sent.read_text().splitlines()) >= 50  # NDJSON requests made
 
 
+def test_studio_endpoints_never_answer_a_server_error(server, tmp_path: Path) -> None:
+    """The studio's operations, left out above, fuzzed with the checks a text-taking endpoint
+    can meet: never a 5xx, only documented status codes and content types, answers as their
+    schema says. (Whether a text is valid is not a schema's to say: test_api_studio.py.)"""
+    cmd = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "--no-color",
+        "run",
+        server.url + "/openapi.json",
+        "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_schema_conformance",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        "25",
+        "--workers",
+        "2",
+        "--suppress-health-check",
+        "all",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "60",
+        "--header",
+        f"Authorization: Bearer {ADMIN_TOKEN}",
+        "--include-path-regex",
+        STUDIO_PATHS,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    report = out.stdout + out.stderr
+    assert out.returncode == 0, report[: report.find("SUMMARY")][-12000:]
+    selected = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", report)
+    assert selected is not None and int(selected[3]) >= 6, report[-3000:]
+
+
 def test_no_server_error_was_logged(server) -> None:
     text = Path(server.log).read_text()
     assert "unhandled error" not in text and "Traceback" not in text, text[-3000:]

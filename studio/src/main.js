@@ -577,8 +577,10 @@ async function save() {
   status.className = "";
   status.dataset.outcome = "saving";
   status.textContent = t("saving");
+  const who = $("#save-who").value.trim();
+  localStorage.setItem("kaq-studio-who", who);
   const body = { name: RULESET, source: text(), base_digest: state.baseDigest,
-    note: $("#save-note").value };
+    note: $("#save-note").value, ...(who ? { who } : {}) };
   if (state.testsEdited) body.tests = testsEditor.state.doc.toString();
   try {
     const saved = await api("POST", "/v1/studio/save", body);
@@ -624,7 +626,9 @@ async function loadVersions() {
 async function revert(digest) {
   const status = $("#save-status");
   try {
-    const saved = await api("POST", "/v1/studio/revert", { name: RULESET, digest, base_digest: state.baseDigest });
+    const who = $("#save-who").value.trim();
+    const saved = await api("POST", "/v1/studio/revert",
+      { name: RULESET, digest, base_digest: state.baseDigest, ...(who ? { who } : {}) });
     status.className = "ok";
     await load(false, saved.digest);
     status.textContent = t("reverted", saved.digest);
@@ -765,6 +769,7 @@ $("#impact-file").addEventListener("change", async (ev) => {
 $("#try-select").addEventListener("change", () => { $("#try-facts").value = ""; tryAccount(); });
 $("#try-facts").addEventListener("input", () => debounce("try", TRY_DELAY, () => tryAccount()));
 
+$("#save-who").value = localStorage.getItem("kaq-studio-who") || "";
 applyLanguage();
 if (state.token) load().catch((e) => askToken(e.message));
 else askToken(null);

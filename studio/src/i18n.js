@@ -6,6 +6,7 @@ export const TEXT = {
   zh: {
     title: "规则工作台",
     signIn: "登录",
+    changeToken: "更换口令",
     tokenTitle: "输入编辑口令",
     tokenHelp: "修改规则需要编辑口令（KAQ_EDITOR_TOKEN），请向系统管理员索取。",
     tokenWrong: "口令不正确，请重新输入。",
@@ -89,6 +90,7 @@ export const TEXT = {
   en: {
     title: "Ruleset studio",
     signIn: "Sign in",
+    changeToken: "Change token",
     tokenTitle: "Enter the editor token",
     tokenHelp: "Editing needs the editor token (KAQ_EDITOR_TOKEN); ask the administrator for it.",
     tokenWrong: "That token is not right; try again.",

@@ -121,6 +121,9 @@ const editor = new EditorView({
         });
       }
       if (!state.applying) syncFormFromText();
+      // what is shown is of an older text until the answers for this one arrive
+      $("#impact-panel").classList.add("stale");
+      $("#try-table").classList.add("stale");
       debounce("check", CHECK_DELAY, check);
     }),
   ],
@@ -514,6 +517,7 @@ function renderTry(version) {
   );
   body.querySelectorAll("td").forEach((td) => (td.style.whiteSpace = "pre-line"));
   $("#try-table").dataset.version = String(version);
+  $("#try-table").classList.toggle("stale", version !== state.version);
   $("#try-table").dataset.qualification = e.qualification;
 }
 
@@ -542,6 +546,7 @@ function renderImpact(report, version) {
   const summary = $("#impact-summary");
   summary.textContent = t("impactSummary", report.changed, report.accounts, report.qualification_moved);
   summary.dataset.version = String(version);
+  $("#impact-panel").classList.toggle("stale", version !== state.version);
   summary.dataset.changed = String(report.changed);
   summary.dataset.moved = String(report.qualification_moved);
   const quals = report.qualifications;
@@ -703,6 +708,8 @@ $("#token-form").addEventListener("submit", async (ev) => {
   $("#token-dialog").close();
   try {
     await load();
+    $("#token-button").dataset.i18n = "changeToken";
+    $("#token-button").textContent = t("changeToken");
   } catch (e) {
     if (e.status !== 401 && e.status !== 403) askToken(e.message);
   }
@@ -771,5 +778,12 @@ $("#try-facts").addEventListener("input", () => debounce("try", TRY_DELAY, () =>
 
 $("#save-who").value = localStorage.getItem("kaq-studio-who") || "";
 applyLanguage();
-if (state.token) load().catch((e) => askToken(e.message));
+if (state.token) {
+  load()
+    .then(() => {
+      $("#token-button").dataset.i18n = "changeToken";
+      $("#token-button").textContent = t("changeToken");
+    })
+    .catch((e) => askToken(e.message));
+}
 else askToken(null);

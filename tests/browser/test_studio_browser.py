@@ -195,6 +195,7 @@ def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path, capsys) ->
 
     # 1. sign in: the page asks for the token, then shows the form and the text
     _sign_in(page, url)
+    assert page.text_content("#token-button") == "更换口令"
     assert _wait_checked(page) == 0
     assert _line(page, PARAM_LINE) == "    value: 70"
     _shot(page, "01-signed-in")
@@ -256,6 +257,7 @@ def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path, capsys) ->
 
     # 5. the impact on the shipped corpus: the counts of `kaq diff`
     _wait_attr(page, "#impact-summary", "data-version", str(edited_version))
+    assert "stale" not in (page.get_attribute("#impact-panel", "class") or "")
     want = _kaq_diff(rulesets, after, tmp_path)
     assert page.get_attribute("#impact-summary", "data-changed") == str(want["changed"])
     assert page.get_attribute("#impact-summary", "data-moved") == str(want["qualification_moved"])

@@ -348,7 +348,10 @@ class FolderSource(RulesetSource):
             current = head.info.ruleset_digest(name)
             if current != base_digest:
                 raise StaleBase(name, base_digest, current)
-            if current is not None and not self._history(name):
+            files = merged(head.files, head.info, name, source, tests)
+            published = self.publish(files, who=who, note=note)
+            digest = published.info.ruleset_digest(name)
+            if published.created and current is not None and not self._history(name):
                 # the text found in the folder, kept so that the first save can be undone
                 entry = head.info.rulesets[name]
                 self._record(
@@ -360,9 +363,6 @@ class FolderSource(RulesetSource):
                     note="as found in the folder before the first studio save",
                     when=head.info.published_at,
                 )
-            files = merged(head.files, head.info, name, source, tests)
-            published = self.publish(files, who=who, note=note)
-            digest = published.info.ruleset_digest(name)
             if published.created and digest is not None:
                 self._record(
                     name,
@@ -449,11 +449,28 @@ class FolderSource(RulesetSource):
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
 
     def _write_folder(self, files: Mapping[str, str], remove: set[str]) -> None:
+        """Every file written whole (a temporary file renamed over it); all of them are
+        written before the first rename, so a failed write (a full disk) changes nothing."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            tmp = self.folder / f".{name}.{os.getpid()}.tmp"
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, self.folder / name)
+        changed: list[tuple[Path, Path]] = []
+        try:
+            for name, text in files.items():
+                target = self.folder / name
+                try:
+                    if target.read_text(encoding="utf-8") == text:
+                        continue
+                except (FileNotFoundError, UnicodeDecodeError):
+                    pass
+                tmp = self.folder / f".{name}.{os.getpid()}.tmp"
+                changed.append((tmp, target))
+                tmp.write_text(text, encoding="utf-8")
+        except BaseException:
+            for tmp, _target in changed:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            raise
+        for tmp, target in changed:
+            os.replace(tmp, target)
         for name in remove:
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / name).unlink()

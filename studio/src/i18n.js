@@ -6,6 +6,7 @@ export const TEXT = {
   zh: {
     title: "规则工作台",
     signIn: "登录",
+    changeToken: "更换口令",
     tokenTitle: "输入编辑口令",
     tokenHelp: "修改规则需要编辑口令（KAQ_EDITOR_TOKEN），请向系统管理员索取。",
     tokenWrong: "口令不正确，请重新输入。",
@@ -52,6 +53,7 @@ export const TEXT = {
     changedAccounts: "结论变化的客户",
     more: (n) => `……另有 ${n} 个`,
     save: "保存",
+    who: "修改人",
     note: "修改说明",
     saveButton: "校验并保存",
     saving: "正在校验规则并运行测试用例……",
@@ -88,6 +90,7 @@ export const TEXT = {
   en: {
     title: "Ruleset studio",
     signIn: "Sign in",
+    changeToken: "Change token",
     tokenTitle: "Enter the editor token",
     tokenHelp: "Editing needs the editor token (KAQ_EDITOR_TOKEN); ask the administrator for it.",
     tokenWrong: "That token is not right; try again.",
@@ -134,6 +137,7 @@ export const TEXT = {
     changedAccounts: "Accounts that change",
     more: (n) => `… and ${n} more`,
     save: "Save",
+    who: "Your name",
     note: "Note",
     saveButton: "Check and save",
     saving: "Checking the ruleset and running its test cases…",

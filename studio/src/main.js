@@ -121,6 +121,9 @@ const editor = new EditorView({
         });
       }
       if (!state.applying) syncFormFromText();
+      // what is shown is of an older text until the answers for this one arrive
+      $("#impact-panel").classList.add("stale");
+      $("#try-table").classList.add("stale");
       debounce("check", CHECK_DELAY, check);
     }),
   ],
@@ -514,6 +517,7 @@ function renderTry(version) {
   );
   body.querySelectorAll("td").forEach((td) => (td.style.whiteSpace = "pre-line"));
   $("#try-table").dataset.version = String(version);
+  $("#try-table").classList.toggle("stale", version !== state.version);
   $("#try-table").dataset.qualification = e.qualification;
 }
 
@@ -542,6 +546,7 @@ function renderImpact(report, version) {
   const summary = $("#impact-summary");
   summary.textContent = t("impactSummary", report.changed, report.accounts, report.qualification_moved);
   summary.dataset.version = String(version);
+  $("#impact-panel").classList.toggle("stale", version !== state.version);
   summary.dataset.changed = String(report.changed);
   summary.dataset.moved = String(report.qualification_moved);
   const quals = report.qualifications;
@@ -577,8 +582,10 @@ async function save() {
   status.className = "";
   status.dataset.outcome = "saving";
   status.textContent = t("saving");
+  const who = $("#save-who").value.trim();
+  localStorage.setItem("kaq-studio-who", who);
   const body = { name: RULESET, source: text(), base_digest: state.baseDigest,
-    note: $("#save-note").value };
+    note: $("#save-note").value, ...(who ? { who } : {}) };
   if (state.testsEdited) body.tests = testsEditor.state.doc.toString();
   try {
     const saved = await api("POST", "/v1/studio/save", body);
@@ -624,7 +631,9 @@ async function loadVersions() {
 async function revert(digest) {
   const status = $("#save-status");
   try {
-    const saved = await api("POST", "/v1/studio/revert", { name: RULESET, digest, base_digest: state.baseDigest });
+    const who = $("#save-who").value.trim();
+    const saved = await api("POST", "/v1/studio/revert",
+      { name: RULESET, digest, base_digest: state.baseDigest, ...(who ? { who } : {}) });
     status.className = "ok";
     await load(false, saved.digest);
     status.textContent = t("reverted", saved.digest);
@@ -699,6 +708,8 @@ $("#token-form").addEventListener("submit", async (ev) => {
   $("#token-dialog").close();
   try {
     await load();
+    $("#token-button").dataset.i18n = "changeToken";
+    $("#token-button").textContent = t("changeToken");
   } catch (e) {
     if (e.status !== 401 && e.status !== 403) askToken(e.message);
   }
@@ -765,6 +776,14 @@ $("#impact-file").addEventListener("change", async (ev) => {
 $("#try-select").addEventListener("change", () => { $("#try-facts").value = ""; tryAccount(); });
 $("#try-facts").addEventListener("input", () => debounce("try", TRY_DELAY, () => tryAccount()));
 
+$("#save-who").value = localStorage.getItem("kaq-studio-who") || "";
 applyLanguage();
-if (state.token) load().catch((e) => askToken(e.message));
+if (state.token) {
+  load()
+    .then(() => {
+      $("#token-button").dataset.i18n = "changeToken";
+      $("#token-button").textContent = t("changeToken");
+    })
+    .catch((e) => askToken(e.message));
+}
 else askToken(null);

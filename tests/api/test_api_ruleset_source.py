@@ -176,3 +176,48 @@ def test_kaq_publish_then_publish_the_same_files(pg_url, tmp_path):
     assert again.exit_code == 0 and again.stdout.startswith("unchanged: version 1")
     stale = _kaq_publish(str(folder), "--db", pg_url, "--base", "sha256:" + "0" * 64)
     assert stale.exit_code == 1 and "nothing was published" in stale.stderr
+
+
+def test_concurrent_folder_saves_of_the_same_base_let_one_through(tmp_path, files) -> None:
+    folder = copy_rulesets(tmp_path / "served")
+    base = FolderSource(folder).head().info.ruleset_digest("key-account")  # type: ignore[union-attr]
+    outcomes: list[str] = []
+
+    def save(who: str) -> None:
+        try:  # each its own source, as two workers of one server are
+            FolderSource(folder, tmp_path / "run").publish_ruleset(
+                "key-account", changed(files["key-account.yaml"], who), who=who, base_digest=base
+            )
+            outcomes.append("saved")
+        except StaleBase:
+            outcomes.append("stale")
+
+    threads = [threading.Thread(target=save, args=(w,)) for w in ("x", "y")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["saved", "stale"]
+    kept = FolderSource(folder).versions("key-account")
+    assert [v.note for v in kept][1:] == ["as found in the folder before the first studio save"]
+    assert len(kept) == 2 and not list(folder.glob(".*.tmp"))
+
+
+def test_a_folder_save_that_fails_the_gate_writes_nothing_and_keeps_no_version(
+    tmp_path, files
+) -> None:
+    folder = copy_rulesets(tmp_path / "served")
+    source = FolderSource(folder)
+    base = source.head().info.ruleset_digest("key-account")  # type: ignore[union-attr]
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    with pytest.raises(PublishRejected):
+        source.publish_ruleset(
+            "key-account",
+            files["key-account.yaml"].replace("kaq: 1", "kaq: 2"),
+            who="x",
+            base_digest=base,
+        )
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert not (folder / ".kaq-history" / "key-account.jsonl").exists()
+    [only] = source.versions("key-account")  # the folder itself, no saved version
+    assert only.version == 0 and only.ruleset_digest("key-account") == base

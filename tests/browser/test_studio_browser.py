@@ -186,7 +186,7 @@ def _served_digest(url: str) -> str:
     return httpx.get(url + "/v1/rulesets").json()["rulesets"][0]["digest"]
 
 
-def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path) -> None:
+def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path, capsys) -> None:
     url, rulesets = server
     served_before = _served_digest(url)
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
@@ -195,6 +195,7 @@ def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path) -> None:
 
     # 1. sign in: the page asks for the token, then shows the form and the text
     _sign_in(page, url)
+    assert page.text_content("#token-button") == "更换口令"
     assert _wait_checked(page) == 0
     assert _line(page, PARAM_LINE) == "    value: 70"
     _shot(page, "01-signed-in")
@@ -256,6 +257,7 @@ def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path) -> None:
 
     # 5. the impact on the shipped corpus: the counts of `kaq diff`
     _wait_attr(page, "#impact-summary", "data-version", str(edited_version))
+    assert "stale" not in (page.get_attribute("#impact-panel", "class") or "")
     want = _kaq_diff(rulesets, after, tmp_path)
     assert page.get_attribute("#impact-summary", "data-changed") == str(want["changed"])
     assert page.get_attribute("#impact-summary", "data-moved") == str(want["qualification_moved"])
@@ -290,6 +292,7 @@ def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path) -> None:
     assert _wait_checked(page) == 0
 
     # 7. save: the gate refuses it while the ruleset's own case expects 70 to be key account
+    page.fill("#save-who", "Anna")
     page.fill("#save-note", "raise the key-account bar to 75 points")
     page.click("#save-button")
     _wait_attr(page, "#save-status", "data-outcome", "rejected")
@@ -320,6 +323,8 @@ def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path) -> None:
     assert digests == {new_digest}
     assert (rulesets / "key-account.yaml").read_text(encoding="utf-8") == after
     page.wait_for_selector(f"#versions-list li[data-digest='{new_digest}'] .badge")
+    newest = page.text_content(f"#versions-list li[data-digest='{new_digest}']") or ""
+    assert "Anna (editor)" in newest and "raise the key-account bar" in newest
     assert page.query_selector(f"#versions-list button[data-revert='{served_before}']")
     _shot(page, "07-saved-new-digest")
 
@@ -390,6 +395,7 @@ def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path) -> None:
         },
     }
     (ARTIFACTS / "timings.json").write_text(json.dumps(report, indent=2) + "\n")
-    print("studio timings (ms, debounce included):", json.dumps(report))
+    with capsys.disabled():  # shown by `make test` too, not only with -s
+        print("\nstudio timings (ms, debounce included):", json.dumps(report))
     assert report["keystroke_to_diagnostics_ms"]["median"] < 2000
     assert report["keystroke_to_impact_ms"]["median"] < 10_000

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ class Server:
 
     def log_size(self) -> dict[str, Any]:
         """Decisions logged and bytes on disk per decision (call after stop)."""
-        with sqlite3.connect(self.db) as conn:
+        with closing(sqlite3.connect(self.db)) as conn:  # `with conn` alone does not close
             rows = conn.execute("SELECT COUNT(*) FROM log").fetchone()[0]
         size = sum(p.stat().st_size for p in self.folder.glob("kaq.db*") if p.name != "kaq.db-shm")
         return {"rows": rows, "bytes": size, "bytes_per_decision": size / max(rows, 1)}

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import httpx
@@ -135,7 +135,7 @@ def latency(args) -> None:
 
 
 def _rows(db: str) -> int:
-    with sqlite3.connect(db[len("sqlite:///") :]) as conn:
+    with closing(sqlite3.connect(db[len("sqlite:///") :])) as conn:
         return conn.execute("SELECT COUNT(*) FROM log").fetchone()[0]
 
 

@@ -120,7 +120,7 @@ def _batch_load(url: str, stop: threading.Event, ok_ids: list[str], n: int) -> N
 
 def _stored_ids(db_url: str) -> set[str]:
     if db_url.startswith("sqlite"):
-        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+        with closing(sqlite3.connect(db_url.removeprefix("sqlite:///"))) as conn:
             return {row[0] for row in conn.execute("SELECT decision_id FROM log")}
     import psycopg
 

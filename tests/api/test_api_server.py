@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_clients_leaving_mid_body_are_counted_as_499_without_a_traceback(server:
 
 
 def logged_rows(server: Server) -> int:
-    with sqlite3.connect(server.db_url.removeprefix("sqlite:///")) as conn:
+    with closing(sqlite3.connect(server.db_url.removeprefix("sqlite:///"))) as conn:
         return conn.execute("SELECT COUNT(*) FROM log").fetchone()[0]
 
 

@@ -829,17 +829,24 @@ def main() -> None:
     results: dict[str, Any] = {"meta": {**meta(args.quick, sz), "suites": suites}}
     tmp = Path(tempfile.mkdtemp(prefix="kaq-bench-"))
     started = time.perf_counter()
+    # each suite's figures kept as soon as they are measured: a long run that fails late
+    # still leaves what it measured (not checked, and removed once the run completes)
+    partial_file = out_file.with_name(out_file.stem + ".partial.json")
     try:
         say("engine: views and the bare cycle, one core")
         results["engine"] = engine_suite(sz)
         yard = results["engine"]["full"]["eval_per_s"]
+        partial_file.write_text(json.dumps(results, indent=1) + "\n")
         if "http" in suites:
             results["http"] = http_suite(sz, tmp, yard)
+            partial_file.write_text(json.dumps(results, indent=1) + "\n")
         if "batch" in suites:
             results["batch"] = batch_suite(sz, tmp, results["engine"])
+            partial_file.write_text(json.dumps(results, indent=1) + "\n")
         if "soak" in suites:
             corpus = generate_corpus(sz["batch_n"], tmp / f"accounts-{sz['batch_n']}.jsonl")
             results["soak"] = soak_suite(sz, tmp, corpus)
+            partial_file.write_text(json.dumps(results, indent=1) + "\n")
         say("engine again: did the machine's speed move during the run?")
         results["engine_end"] = engine_suite(sz)
     finally:
@@ -848,6 +855,7 @@ def main() -> None:
     results["meta"]["wall_s"] = time.perf_counter() - started
     results["targets"] = targets(results, args.quick)
     out_file.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    partial_file.unlink(missing_ok=True)
     print(table(results))
     print(f"\nresults: {out_file} ({results['meta']['wall_s']:.0f} s)")
     sys.exit(report_check(json.loads(out_file.read_text())))

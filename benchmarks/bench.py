@@ -668,6 +668,7 @@ def table(r: dict[str, Any]) -> str:
         "",
         f"1. engine, one core, CPU time, {e['accounts']:,} accounts, median of {e['repeat']} "
         "[min-max]",
+        "",
         "| path | eval/s | µs/eval | ratio to bare engine |",
         "| --- | ---: | ---: | ---: |",
     ]
@@ -684,6 +685,7 @@ def table(r: dict[str, Any]) -> str:
             "",
             "2. POST /v1/evaluate, full view, decision log on (SQLite); yardstick: in-process "
             f"full {yard:,.0f} eval/s",
+            "",
             "| workers | load | achieved req/s | answered | p50 ms | p95 ms | p99 ms | "
             "server CPU µs/req | ratio to in-process full | CPU ratio |",
             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -710,6 +712,7 @@ def table(r: dict[str, Any]) -> str:
         lines += [
             "",
             f"3. batch, {b['accounts']:,} accounts (kaq corpus generate --seed 3)",
+            "",
             "| path | wall s | accounts/s | yardstick eval/s | ratio | CPU ratio | "
             "client peak RSS MB | server peak RSS MB |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -738,6 +741,7 @@ def table(r: dict[str, Any]) -> str:
                 f"{x['peak_rss_kb'] / 1024:.0f} | - |"
             )
         dl = b["decision_log"]
+        lines.append("")
         lines.append(
             f"decision log after the batch suite: {dl['rows']:,} decisions, "
             f"{dl['bytes'] / 1e6:,.1f} MB, {dl['bytes_per_decision'] / 1024:.2f} KB per decision; "
@@ -750,6 +754,7 @@ def table(r: dict[str, Any]) -> str:
             "",
             "4. soak (growth: median of the last tenth of samples against the first tenth after a "
             "20 % warm-up)",
+            "",
             "| run | RSS after warm-up MB | RSS at end MB | RSS slope | RSS growth | fds after "
             "warm-up | fds at end | fd growth |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

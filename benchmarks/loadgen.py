@@ -55,9 +55,18 @@ def request_bytes(path: str, body: bytes) -> bytes:
     ).encode() + body
 
 
+# uvicorn closes a keep-alive connection idle for 5 s; one idle longer than this is not reused
+# (a request written into a connection the server is closing fails, through no fault of its)
+IDLE_REUSE_S = 2.0
+
+
 class Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
+        self.last_used = time.perf_counter()
+
+    def stale(self) -> bool:
+        return self.reader.at_eof() or time.perf_counter() - self.last_used > IDLE_REUSE_S
 
     @classmethod
     async def open(cls, port: int) -> Conn:
@@ -81,6 +90,7 @@ class Conn:
         if length is None:
             raise ConnectionError("response without content-length")
         body = await self.reader.readexactly(length)
+        self.last_used = time.perf_counter()
         if close:
             raise ConnectionResetError("server closed the connection")
         return status, body[:1] == b"{" and body[-1:] == b"}"
@@ -116,8 +126,12 @@ async def open_loop(args: argparse.Namespace, reqs: list[bytes]) -> dict[str, An
 
     async def acquire() -> Conn:
         nonlocal opened
-        if idle:
-            return idle.pop()
+        while idle:
+            conn = idle.pop()
+            if not conn.stale():
+                return conn
+            conn.close()
+            opened -= 1
         if opened < args.max_conns:
             opened += 1
             return await Conn.open(args.port)

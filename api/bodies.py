@@ -152,14 +152,6 @@ _KEY_END = re.compile(rb'"[ \t\n\r]*:')
 _BIG = float(2**63)
 
 
-def _key_ends(body: bytes) -> int:
-    """`len(_KEY_END.findall(body))`, by a byte count when no quote is followed by white
-    space (then every key end is `":`): a fifth of the time on a typical account."""
-    if b'" ' in body or b'"\n' in body or b'"\t' in body or b'"\r' in body:
-        return len(_KEY_END.findall(body))
-    return body.count(b'":')
-
-
 def parse_json(body: bytes, limits: JsonLimits) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, bounded depth and strings.
 
@@ -172,7 +164,7 @@ def parse_json(body: bytes, limits: JsonLimits) -> Any:
     except orjson.JSONDecodeError:
         return _parse_strict(body, limits)
     keys = _plain_keys(data, limits.max_depth, limits.max_string_chars)
-    if keys is None or (keys and keys != _key_ends(body)):
+    if keys is None or (keys and keys != len(_KEY_END.findall(body))):
         return _parse_strict(body, limits)
     return data
 

@@ -14,7 +14,7 @@ import asyncio
 import importlib.metadata
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -142,8 +142,10 @@ class Service:
         await self.log.store_rulesets([RulesetSource(rs.digest, rs.name, rs.version, rs.source)])
 
     def _count(self, rs: PreparedRuleset, entries: Sequence[Entry]) -> None:
-        for e in entries:
-            self.metrics.evaluations.labels(rs.name, str(e.qualification)).inc()
+        # one labels() lookup per qualification of the chunk, not per decision (it takes a
+        # lock and builds a key: about 4 us, 2 % of a decision-view batch)
+        for qualification, n in Counter(str(e.qualification) for e in entries).items():
+            self.metrics.evaluations.labels(rs.name, qualification).inc(n)
 
     def _count_error(
         self, rs: PreparedRuleset, exc: BaseException, *, log: bool = True

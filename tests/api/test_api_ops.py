@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from conftest import KEY_FACTS, REPO, Running, running, settings_for
@@ -225,3 +227,17 @@ def test_kaq_serve_logs_start_up_reloads_and_failed_reloads_at_info(tmp_path) ->
     assert diagnostic in text  # the diagnostics themselves, file:line:col: code: message
     assert line("INFO", "SIGHUP")
     assert line("INFO", "generation 3", "tiny version 1 sha256:")
+
+
+async def test_a_batch_counts_each_verdict_under_its_qualification(svc: Running) -> None:
+    from engine.tools.corpus import generate_accounts
+
+    accounts = generate_accounts(60, seed=9)
+    r = await svc.client.post("/v1/evaluate/batch", json={"accounts": accounts})
+    got = Counter(x["qualification"] for x in r.json()["results"])
+    text = (await svc.client.get("/metrics")).text
+    pattern = r'kaq_evaluations_total\{qualification="(\w+)",ruleset="[^"]+"\} (\S+)'
+    counted = {m[1]: float(m[2]) for m in re.finditer(pattern, text)}
+    for qualification, n in got.items():
+        assert counted.get(qualification, 0) == n, (qualification, counted)
+    assert sum(counted.values()) == len(accounts)

@@ -416,7 +416,12 @@ def _num(value: Any) -> float | None:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, _DECIMALS)
+    # a share of a total that is positive but tiny beside its parts (+1e6, -1e6 and 1e-302
+    # of profit) overflows: no number a person could read, so unknown, never inf (which no
+    # JSON carries, and which the portfolio facts refuse)
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, _DECIMALS)
 
 
 # -- the figures of facts and verdicts already in memory (tests, small callers)

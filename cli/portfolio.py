@@ -186,6 +186,14 @@ _WORDS: dict[str, tuple[str, str]] = {
     "rank": ("#", "排名"),
     "of_posted": ("of the revenue posted here", "占本次所列客户收入"),
     "what_to_do": ("What to do", "对策"),
+    "no_findings": (
+        "None: the portfolio trips none of the ruleset's thresholds.",
+        "没有：各项组合指标都在规则的范围内。",
+    ),
+    "no_profit": (
+        "No account has a known profit (yearly spend and gross margin).",
+        "没有客户同时有年采购额和毛利率，利润无从计算。",
+    ),
 }
 
 
@@ -259,9 +267,11 @@ def _sections(report: Mapping[str, Any], labels: Mapping[str, Any], lang: str) -
         ]
         for f in report["findings"]
     ]
-    out.append(
-        ("table", word("findings", lang), [word("severity", lang), word("finding", lang)], findings)
-    )
+    if findings:
+        head = [word("severity", lang), word("finding", lang)]
+        out.append(("table", word("findings", lang), head, findings))
+    else:
+        out.append(("text", word("findings", lang), _w("no_findings", lang)))
     top = report["top_accounts"]
     rows = [
         [
@@ -275,7 +285,10 @@ def _sections(report: Mapping[str, Any], labels: Mapping[str, Any], lang: str) -
     ]
     header = ["rank", "account", "qualification", "profit", "profit_share"]
     more = _w("more", lang).format(n=f"{len(top) - LISTED:,}") if len(top) > LISTED else None
-    out.append(("table", _w("top", lang), [_w(h, lang) for h in header], rows, more))
+    if rows:
+        out.append(("table", _w("top", lang), [_w(h, lang) for h in header], rows, more))
+    else:
+        out.append(("text", _w("top", lang), _w("no_profit", lang)))
     unq: list[dict[str, Any]] = next(
         (f["facts"]["accounts"] for f in report["findings"] if "accounts" in f["facts"]), []
     )

@@ -123,7 +123,10 @@ class Portfolio:
         top = s.top_positions(self.top_fraction)
         wanted = sorted(set(top) | ({s.largest[1]} if s.largest is not None else set()))
         rows: dict[int, dict[str, Any]] = {}
-        unqualified_facts: dict[int, Mapping[str, Any]] = {}
+        # the first step up of each unqualified top account, worked out as its facts pass
+        # (holding the facts of thousands of accounts until the ranking is done would not
+        # be bounded); the few tied at the cut and ranked out are dropped afterwards
+        unqualified_rows: dict[int, dict[str, Any]] = {}
         for i, facts in facts_of(wanted):
             q = s.qualification_at(i)
             rows[i] = {
@@ -134,7 +137,7 @@ class Portfolio:
                 "profit": _profit(facts, s.revenue, s.margin_pct),
             }
             if i in top and q in self.unqualified:
-                unqualified_facts[i] = facts
+                unqualified_rows[i] = self._unqualified_row(rows[i], facts)
         # ties of profit at the cut are broken by account id (policy §7)
         ranked = sorted(
             (i for i in top if i in rows),
@@ -157,11 +160,7 @@ class Portfolio:
             row.pop("profit")
             row["share_of_posted_revenue_pct"] = _round(row["revenue"] / s.total_revenue * 100)
             largest = _money_rows(row)
-        unqualified = [
-            self._unqualified_row(rows[i], unqualified_facts[i])
-            for i in ranked
-            if i in unqualified_facts
-        ]
+        unqualified = [unqualified_rows[i] for i in ranked if i in unqualified_rows]
         metrics = s.metrics(top_share, len(ranked))
         metrics["largest_account_name"] = (
             None if largest is None else str(largest["account_name"] or largest["account_id"])
@@ -425,7 +424,12 @@ def _num(value: Any) -> float | None:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, _DECIMALS)
+    # a share of a total that is positive but tiny beside its parts (+1e6, -1e6 and 1e-302
+    # of profit) overflows: no number a person could read, so unknown, never inf (which no
+    # JSON carries, and which the portfolio facts refuse)
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, _DECIMALS)
 
 
 # -- the figures of facts and verdicts already in memory (tests, small callers)

@@ -93,3 +93,16 @@ def test_bad_options_exit_2_with_a_clear_message(args, says) -> None:
     r = kaq(str(ROOT / "examples" / "accounts.jsonl"), *args)
     assert r.exit_code == 2
     assert says in r.stderr
+
+
+def test_an_empty_portfolio_says_so_instead_of_empty_tables(tmp_path) -> None:
+    f = tmp_path / "none.json"
+    f.write_text("[]", encoding="utf-8")
+    r = kaq(str(f), "--format", "markdown", "--lang", "zh")
+    assert r.exit_code == 0, r.output
+    assert "## 客户组合：0个客户" in r.stdout
+    assert "没有：各项组合指标都在规则的范围内。" in r.stdout
+    assert "| 级别 | 问题与对策 |" not in r.stdout
+    out = json.loads(kaq(str(f), "--format", "json").stdout)
+    assert out["top_accounts"] == [] and out["largest_account"] is None
+    assert out["totals"]["accounts"] == 0

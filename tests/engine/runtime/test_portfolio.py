@@ -256,3 +256,19 @@ def test_portfolio_findings_say_only_the_parts_that_hold(ka) -> None:
     assert "unknown" not in f["message"]["en"] and "未知" not in f["message"]["zh"]
     out = ka.evaluate_portfolio(accounts)
     assert "portfolio.small_customer_neglect" not in {f["rule"] for f in out["findings"]}
+
+
+def test_a_share_that_overflows_is_unknown_not_infinite(ka) -> None:
+    # profits of +1e6, -1e6 and 1e-302: the known total is positive and tiny, and a share
+    # of it overflows; it once stopped the portfolio with "NaN and Infinity are not numbers"
+    accounts = [
+        {"account_id": "A", "annual_spend": 1e8, "gross_margin_pct": 1},
+        {"account_id": "B", "annual_spend": 1e8, "gross_margin_pct": -1},
+        {"account_id": "C", "annual_spend": 1e-300, "gross_margin_pct": 1},
+    ]
+    out = ka.evaluate_portfolio(accounts)
+    assert out["metrics"]["top_profit_share_pct"] is None
+    assert "portfolio.pareto" not in {f["rule"] for f in out["findings"]}
+    assert out["top_accounts"][0]["account_id"] == "A"
+    assert out["top_accounts"][0]["share_of_known_profit_pct"] is None
+    json.dumps(out, allow_nan=False)  # every number is one JSON carries

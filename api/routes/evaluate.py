@@ -8,8 +8,11 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+from engine.hints import suggest
 
 from ..bodies import JSON, NDJSON, media_type, ndjson_lines, parse_json, read_capped
 from ..client import ensure_client
@@ -34,6 +37,25 @@ View = Annotated[
         "every view, and the log keeps what makes the full verdict again."
     ),
 ]
+
+
+def _known_query(request: Request, allowed: tuple[str, ...]) -> None:
+    """422 for a query parameter the operation does not take: `?veiw=decision` would
+    otherwise be answered silently in the full view."""
+    unknown = [k for k in request.query_params if k not in allowed]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", k),
+                    "msg": "unknown query parameter"
+                    + (f" ({hint})" if (hint := suggest(k, allowed)) else "")
+                    + f"; this operation takes {', '.join(allowed)}",
+                    "type": "extra_forbidden",
+                }
+                for k in unknown
+            ]
+        )
 
 
 def _object(value: Any, loc: list[Any], what: str) -> dict[str, Any]:
@@ -78,6 +100,7 @@ def _envelope(data: Any, allowed: set[str], state: AppState) -> list[Any]:
 )
 async def evaluate(request: Request, ruleset: RulesetName = None, view: View = "full") -> RawJSON:
     """One account's facts → one verdict, logged under its `decision_id`."""
+    _known_query(request, ("ruleset", "view"))
     state = state_of(request)
     media_type(request, (JSON,))
     data = parse_json(
@@ -106,6 +129,7 @@ async def evaluate(request: Request, ruleset: RulesetName = None, view: View = "
 )
 async def evaluate_batch(request: Request, ruleset: RulesetName = None, view: View = "full") -> Any:
     """Accounts in order; an invalid one gets an `error` entry in its place."""
+    _known_query(request, ("ruleset", "view"))
     state = state_of(request)
     kind = media_type(request, (JSON, NDJSON))
     name = ruleset or state.settings.default_ruleset
@@ -204,6 +228,7 @@ class DuplexStream(StreamingResponse):
 )
 async def evaluate_portfolio(request: Request, ruleset: RulesetName = None) -> RawJSON:
     """Every account's verdict, the portfolio findings and the counts."""
+    _known_query(request, ("ruleset",))
     state = state_of(request)
     media_type(request, (JSON,))
     data = parse_json(

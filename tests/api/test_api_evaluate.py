@@ -256,3 +256,17 @@ async def test_a_trailing_slash_is_a_404_naming_the_path_never_a_redirect_to_the
     assert r.headers["content-type"] == "application/problem+json"
     assert "evil" not in r.text and path.rstrip("/") in r.json()["detail"]
     assert (await svc.client.get(path.rstrip("/"))).status_code in (200, 405)
+
+
+async def test_an_unknown_query_parameter_is_refused_naming_the_one_meant(svc: Running) -> None:
+    """`?veiw=decision` would otherwise be answered, silently, in the full view."""
+    r = await svc.client.post("/v1/evaluate?veiw=decision", json=KEY_FACTS)
+    assert r.status_code == 422
+    (error,) = r.json()["errors"]
+    assert error["loc"] == ["query", "veiw"] and "did you mean `view`?" in error["msg"]
+    ok = await svc.client.post("/v1/evaluate?view=decision", json=KEY_FACTS)
+    assert ok.status_code == 200 and "trace" not in ok.json()
+    r = await svc.client.post(
+        "/v1/evaluate/batch?=0.0", content=b"{}\n", headers={"content-type": "application/x-ndjson"}
+    )
+    assert r.status_code == 422  # schemathesis' case: nothing evaluated, nothing logged

@@ -177,36 +177,27 @@ def _plain_keys(data: Any, max_depth: int, max_chars: int) -> int | None:
     stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:
         value, depth = stack.pop()
-        if type(value) is dict:
+        kind = type(value)
+        if kind is dict or kind is list:
             if depth >= max_depth:
                 return None
-            keys += len(value)
-            for key, item in value.items():
-                if len(key) > max_chars:
+            if kind is dict:
+                keys += len(value)
+                if any(len(key) > max_chars for key in value):
                     return None
-                kind = type(item)
-                if kind is str:
-                    if len(item) > max_chars:
-                        return None
-                elif kind is dict or kind is list:
-                    stack.append((item, depth + 1))
-                elif kind is float and not -_BIG < item < _BIG:
-                    return None
-        elif type(value) is list:
-            if depth >= max_depth:
-                return None
+                value = value.values()
             for item in value:
-                kind = type(item)
-                if kind is str:
+                k = type(item)
+                if k is str:
                     if len(item) > max_chars:
                         return None
-                elif kind is dict or kind is list:
+                elif k is dict or k is list:
                     stack.append((item, depth + 1))
-                elif kind is float and not -_BIG < item < _BIG:
+                elif k is float and not -_BIG < item < _BIG:
                     return None
-        elif type(value) is str and len(value) > max_chars:
+        elif kind is str and len(value) > max_chars:
             return None
-        elif type(value) is float and not -_BIG < value < _BIG:
+        elif kind is float and not -_BIG < value < _BIG:
             return None
     return keys
 

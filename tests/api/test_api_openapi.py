@@ -93,25 +93,13 @@ def test_the_batch_document_accepts_what_the_endpoint_answers_in_place(server) -
     assert r.status_code == 422
 
 
-def test_api_conforms_to_its_openapi_document(server, tmp_path: Path) -> None:
-    """schemathesis as the audit ran it: every phase and every check, NDJSON bodies too.
-
-    The hooks file lets schemathesis put NDJSON on the wire and read it back; at least
-    2,000 cases in all (about half a minute).
-    """
-    sent = tmp_path / "ndjson-sent"
-    cmd = [
+def _schemathesis(server, *args: str) -> list[str]:
+    """`schemathesis run` against the server, as both runs below share it, then `args`."""
+    return [
         str(Path(sys.executable).parent / "schemathesis"),
         "--no-color",
         "run",
         server.url + "/openapi.json",
-        "--checks",
-        "all",
-        # replaced by the hooks' negative_data_rejection_on_the_wire (NDJSON-aware)
-        "--exclude-checks",
-        "negative_data_rejection",
-        "--max-examples",
-        "50",
         "--workers",
         "2",
         "--suppress-health-check",
@@ -122,13 +110,33 @@ def test_api_conforms_to_its_openapi_document(server, tmp_path: Path) -> None:
         "60",
         "--header",
         f"Authorization: Bearer {ADMIN_TOKEN}",
+        *args,
+    ]
+
+
+def test_api_conforms_to_its_openapi_document(server, tmp_path: Path) -> None:
+    """schemathesis as the audit ran it: every phase and every check, NDJSON bodies too.
+
+    The hooks file lets schemathesis put NDJSON on the wire and read it back; at least
+    2,000 cases in all (about half a minute).
+    """
+    sent = tmp_path / "ndjson-sent"
+    cmd = _schemathesis(
+        server,
+        "--checks",
+        "all",
+        # replaced by the hooks' negative_data_rejection_on_the_wire (NDJSON-aware)
+        "--exclude-checks",
+        "negative_data_rejection",
+        "--max-examples",
+        "50",
         # The studio's endpoints take a ruleset's text: whether one is valid (200) or not
         # (422 with diagnostics), or saved on a stale base (409), is not something a JSON
         # Schema can say, so schema-valid texts are "rejected" by design. They are tested
         # with hostile texts of their own in test_api_studio.py.
         "--exclude-path-regex",
         STUDIO_PATHS,
-    ]
+    )
     env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "KAQ_TEST_NDJSON_SENT": str(sent)}
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     report = out.stdout + out.stderr
@@ -155,11 +163,8 @@ def test_studio_endpoints_never_answer_a_server_error(server, tmp_path: Path) ->
     """The studio's operations, left out above, fuzzed with the checks a text-taking endpoint
     can meet: never a 5xx, only documented status codes and content types, answers as their
     schema says. (Whether a text is valid is not a schema's to say: test_api_studio.py.)"""
-    cmd = [
-        str(Path(sys.executable).parent / "schemathesis"),
-        "--no-color",
-        "run",
-        server.url + "/openapi.json",
+    cmd = _schemathesis(
+        server,
         "--checks",
         "not_a_server_error,status_code_conformance,content_type_conformance,"
         "response_schema_conformance",
@@ -167,19 +172,9 @@ def test_studio_endpoints_never_answer_a_server_error(server, tmp_path: Path) ->
         "examples,coverage,fuzzing",
         "--max-examples",
         "25",
-        "--workers",
-        "2",
-        "--suppress-health-check",
-        "all",
-        "--generation-database",
-        "none",
-        "--request-timeout",
-        "60",
-        "--header",
-        f"Authorization: Bearer {ADMIN_TOKEN}",
         "--include-path-regex",
         STUDIO_PATHS,
-    ]
+    )
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     report = out.stdout + out.stderr
     assert out.returncode == 0, report[: report.find("SUMMARY")][-12000:]

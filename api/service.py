@@ -122,9 +122,12 @@ async def _go_on() -> None:
 
 def _retrieved(task: asyncio.Task[None]) -> None:
     """Read a background commit's outcome so that a failure is logged once, not lost."""
-    if task.cancelled() or isinstance(task.exception(), ClientDisconnect | type(None)):
-        return  # the client left: there was nobody to answer
-    log.warning("a chunk's commit failed after its batch had stopped: %s", task.exception())
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None or isinstance(exc, ClientDisconnect):
+        return  # committed, or the client left: there was nobody to answer
+    log.warning("a chunk's commit failed after its batch had stopped: %s", exc)
 
 
 class Service:

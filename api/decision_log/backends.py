@@ -275,9 +275,9 @@ class SQLite(Backend):
         lo = stamp(since) if since else ""
         hi = stamp(until) if until else "~"
         conn = self._conn
-        for table, facts_col in (("decisions", "facts"), ("log", "facts")):
+        for table in ("decisions", "log"):
             cur = conn.execute(
-                f"SELECT created_at, decision_id, {facts_col} FROM {table} "
+                f"SELECT created_at, decision_id, facts FROM {table} "
                 "WHERE created_at >= ? AND created_at < ? ORDER BY created_at",
                 (lo, hi),
             )

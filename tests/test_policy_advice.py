@@ -341,3 +341,71 @@ def test_years_and_counts_read_with_their_unit(rs) -> None:
         in c["qualify.recurring_purchases"]["en"]
     )
     assert "预计持续5年（至少要3年）" in c["qualify.recurring_purchases"]["zh"]
+
+
+def _values_of(decl: Any) -> list[Any]:
+    """Values of a fact across its domain, on both sides of the default thresholds."""
+    if decl.type == "boolean":
+        return [True, False, None]
+    if decl.type == "enum":
+        return [*(decl.values or []), None]
+    if decl.type == "list":
+        vals = list(decl.values or [])
+        return [[], vals[:1], vals[:2], vals, None]
+    lo = decl.min if decl.min is not None else -1e6
+    hi = decl.max if decl.max is not None else 1e9
+    xs = [lo, hi, 0, 0.5, 1, 2, 3, 5, 10, 15, 19.999999, 20, 30, 50, 60, 100, 5e5, 1e6, 1e7, 3e7]
+    xs = [x for x in xs if lo <= x <= hi]
+    if decl.type == "integer":
+        xs = [int(x) for x in xs if float(x).is_integer()]
+    return [*sorted(set(xs)), None]
+
+
+def test_the_advice_screen_gives_what_the_engine_decides_for_every_change(rs) -> None:
+    """The advice decides its candidate changes by the compiled conditions alone (the
+    screen) and then decides the paths it reports with the engine; the two must agree on
+    everything the decision steps read, for one change and for two."""
+    import random
+
+    rng = random.Random(11)
+    names = [n for n in rs.fact_decls if n not in ("account_id", "name")]
+    checked = 0
+    for facts in SAMPLE[::12]:
+        valid = rs.validate_facts(facts)
+        base = rs.decide_valid(valid)
+        screen = rs.plan.screener(base)
+        singles = [{n: x} for n in names for x in _values_of(rs.fact_decls[n])]
+        pairs = [{**a, **b} for a, b in (rng.sample(singles, 2) for _ in range(30))]
+        for changes in singles + pairs:
+            applied = {k: v for k, v in {**valid, **changes}.items() if v is not None}
+            try:
+                want = rs.decide_valid(rs.validate_facts(applied))
+            except engine.FactsError:
+                continue
+            got = screen(changes)
+            assert (got.qualification, got.score, got.segments, got.stage) == (
+                want.qualification,
+                want.score,
+                want.segments,
+                want.stage,
+            ), (facts.get("account_id"), changes)
+            assert got.criteria == want.criteria, (facts.get("account_id"), changes)
+            checked += 1
+    assert checked > 6_000
+
+
+def test_a_path_the_engine_would_not_confirm_is_an_internal_error(rs, monkeypatch) -> None:
+    """Whatever the screen finds, the engine decides again: a disagreement is kaq's bug,
+    raised as an EngineError (a 500 over HTTP), never reported as a path."""
+    import engine.runtime.decide as decide_mod
+
+    real = decide_mod.Screen.__call__
+
+    def inflated(self, changes):  # a screen that claims two more points than the engine
+        d = real(self, changes)
+        d.env["score"] = d.score + 2
+        return d
+
+    monkeypatch.setattr(decide_mod.Screen, "__call__", inflated)
+    with pytest.raises(engine.EngineError, match="advice: the engine decides"):
+        rs.evaluate(HOSPITAL)

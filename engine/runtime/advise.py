@@ -1,12 +1,15 @@
 """Advise: what it would take, which missing facts decide, what to do next (policy §8).
 
-Every answer here is found by the engine's own evaluation: a candidate change of facts is
-applied to the account and decided again (`Plan.decide`, no texts), and only what that
-decision shows is reported. The candidates come from the compiled program, never from a
-list per rule: the thresholds its conditions compare facts with (directly, or through a
-derived fact, found by search on the derived fact's own formula), and the domains of the
-facts (enum values, booleans, list values). Which facts a salesperson can change is the
-ruleset's `actionable: true`; the qualification ladder is its `advice: ladder`.
+Every answer here is found by the engine's own evaluation of candidate changes: a change of
+facts is applied to the account and the account decided again, no texts. The search
+decides its candidates by the compiled conditions (`Plan.screen`: the rules the decision
+reads, through the same closures every engine decision is checked against), and each path
+it reports is then decided by durable_rules (`Plan.decide`) and must give what it states.
+The candidates come from the compiled program, never from a list per rule: the thresholds
+its conditions compare facts with (directly, or through a derived fact, found by search on
+the derived fact's own formula), and the domains of the facts (enum values, booleans, list
+values). Which facts a salesperson can change is the ruleset's `actionable: true`; the
+qualification ladder is its `advice: ladder`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
+from engine.errors import EngineError
 from engine.lang import expr as E
 from engine.lang.model import AdviceDecl, FactDecl
 from engine.lang.program import Compiled, Program
 from engine.limits import MAX_MAGNITUDE
 from engine.runtime._durable import EngineRuleset
-from engine.runtime.decide import Decision, Plan, num
+from engine.runtime.decide import Decision, Plan, Screen, num
 from engine.runtime.render import format_value
 
 _EPS = 0.000001  # "the threshold plus or minus 0.000001" for a number fact (policy §8)
@@ -64,16 +68,6 @@ class Advisor:
         self.counts = _count_targets(self.prog)  # list fact -> [counts compared with]
         self.members = _member_targets(self.prog)  # list fact -> [values tested with `in`]
         self.decision_facts = _decision_facts(self.prog)
-        # the rules whose outcome the decision reads, by the input facts they depend on
-        self.readers: dict[str, list[Any]] = {}
-        for r in self.prog.rules:
-            if r.kind in ("criterion", "segment", "stage"):
-                for f in r.input_deps:
-                    self.readers.setdefault(f, []).append(r)
-        # a producing rule that reads outcome variables cannot be probed on old values
-        self.always_decide = any(
-            r.kind in ("criterion", "segment", "stage") and r.level > 1 for r in self.prog.rules
-        )
         # per criterion: its comparisons, each as a Kleene check (for "closer to met")
         self.criterion_checks = {
             r.id: [E.closure(c) for c in r.comparisons]
@@ -116,28 +110,24 @@ class Advisor:
         floor = max(base, 0)
         facts = self._missing_deciding(d) if insufficient else self._could_lift(d)
         derived = {n for r in self._lifting_rules(d) for n in r.reads if n in self.derived}
+        screen = self.plan.screener(d)
         singles: list[tuple[Change, Decision]] = []
-        probes: list[tuple[Change, Decision, dict[str, Any]]] = []  # for the pairs
         for change in self._candidates(d, facts, derived):
-            env2, moves = self._probe(d, change)
-            if not moves:  # no rule that the decision reads changes: nothing to decide
-                probes.append((change, d, env2))
-                continue
-            d2 = self._decide_with(d, [change])
+            d2 = self._screen(screen, [change])
             if d2 is not None:
                 singles.append((change, d2))
-                probes.append((change, d2, d2.env))
         found: list[tuple[list[Change], Decision]] = [
             ([c], d2) for c, d2 in singles if self.rank(d2.qualification) > floor
         ]
         if len(found) < self.advice.max_paths and self.advice.max_changes >= 2:
             unmet = [
-                self.criterion_checks[r.id]
+                (checks, sum(1 for c in checks if c(d.env) is True))
                 for r in self.prog.rules
                 if r.kind == "criterion" and d.criteria.get(r.id, ("",))[0] != "met"
+                for checks in [self.criterion_checks[r.id]]
             ]
-            progress = [(c, x) for c, x, env2 in probes if _progress(d, x, env2, unmet)]
-            found += self._pairs(d, floor, progress)
+            progress = [(c, x) for c, x in singles if _progress(d, x, unmet)]
+            found += self._pairs(d, screen, floor, progress)
         best: dict[frozenset[str], tuple[list[Change], Decision]] = {}
         for changes, d2 in found:
             key = frozenset(c.fact for c in changes)
@@ -148,27 +138,31 @@ class Advisor:
             best.values(),
             key=lambda p: (len(p[0]), -self.rank(p[1].qualification), -_score(p[1])),
         )
-        return [self._path(d, changes, d2) for changes, d2 in ordered[: self.advice.max_paths]]
+        return [
+            self._path(d, changes, self._verified(d, changes, d2))
+            for changes, d2 in ordered[: self.advice.max_paths]
+        ]
 
     def decisive_missing_facts(self, d: Decision) -> list[str]:
         """The missing facts some value of which changes the qualification, most decisive
         first: those that alone decide it (an account of insufficient data gets one of the
         ladder's qualifications), then the others, each in the order of missing_facts."""
         rows: list[tuple[int, int, str]] = []
+        screen = self.plan.screener(d)
+        undecided = self.rank(d.qualification) < 0
         for i, fact in enumerate(self._missing_deciding(d)):
-            outcomes = []
+            changes = False
+            decides = undecided  # alone decides: every value gives a qualification on the ladder
             for change in self._candidates(d, [fact]):
-                if not self._probe(d, change)[1]:
-                    outcomes.append(d.qualification)  # nothing the decision reads moves
+                d2 = self._screen(screen, [change])
+                if d2 is None:
                     continue
-                d2 = self._decide_with(d, [change])
-                if d2 is not None:
-                    outcomes.append(d2.qualification)
-            changed = [q for q in outcomes if q != d.qualification]
-            if not changed:
-                continue
-            decides = self.rank(d.qualification) < 0 and all(self.rank(q) >= 0 for q in outcomes)
-            rows.append((0 if decides else 1, i, fact))
+                changes = changes or d2.qualification != d.qualification
+                decides = decides and self.rank(d2.qualification) >= 0
+                if changes and not decides:
+                    break  # the rest cannot change where the fact goes
+            if changes:
+                rows.append((0 if decides else 1, i, fact))
         return [fact for _g, _i, fact in sorted(rows)]
 
     def next_actions(self, verdict: Mapping[str, Any], paths: Sequence[Mapping[str, Any]]) -> list:
@@ -328,52 +322,31 @@ class Advisor:
         return out
 
     # -- search
-    def _probe(self, d: Decision, change: Change) -> tuple[dict[str, Any], bool]:
-        """The account's values with one change (derived facts recomputed), and whether a
-        rule the decision reads (criteria, segments, stages) or a decision step itself
-        would see a different outcome: only then is the change worth deciding."""
-        env = dict(d.facts)
-        env[change.fact] = change.to
-        for dv in self.prog.derived:
-            v = dv.fn(env)
-            if v is not None:
-                env[dv.name] = E.rnd(v)
-        for var in ("score", "segments", "stage", "qualification"):
-            if var in d.env:
-                env[var] = d.env[var]
-        if self.always_decide or change.fact in self.step_facts:
-            return env, True
-        for r in self.readers.get(change.fact, ()):
-            k = r.cond_fn(env)
-            if r.partly_fn is not None and k is not True:
-                k = True if r.partly_fn(env) is True else k
-            was = d.outcomes.get(r.id)
-            now = "fired" if k is True else "not_fired" if k is False else "not_evaluable"
-            if r.kind == "criterion":
-                before = d.criteria.get(r.id, ("",))[0]
-                if r.partly_fn is not None and r.cond_fn(env) is not True and k is True:
-                    now = "partly_met"
-                elif now == "fired":
-                    now = "met"
-                elif now == "not_fired":
-                    now = "not_met"
-                if now != before:
-                    return env, True
-            elif now != was:
-                return env, True
-        return env, False
-
-    def _decide_with(self, d: Decision, changes: Sequence[Change]) -> Decision | None:
-        facts = dict(d.facts)
-        for c in changes:
-            facts[c.fact] = c.to
+    @staticmethod
+    def _screen(screen: Screen, changes: Sequence[Change]) -> Decision | None:
+        """The account decided again with these changes, by the compiled conditions alone
+        (`decide.Screen`): the search's evaluation of a candidate."""
         try:
-            return self.plan.decide(self.engine, facts)
+            return screen({c.fact: c.to for c in changes})
         except Exception:  # a combination the ruleset cannot decide is no path
             return None
 
+    def _verified(self, d: Decision, changes: Sequence[Change], screened: Decision) -> Decision:
+        """A path the search found, decided again by the engine with its changes applied:
+        what the path states is what that decision gives."""
+        facts = dict(d.facts)
+        for c in changes:
+            facts[c.fact] = c.to
+        d2 = self.plan.verify(self.engine, facts)
+        if (d2.qualification, d2.score) != (screened.qualification, screened.score):
+            raise EngineError(
+                f"advice: the engine decides {d2.qualification} ({d2.score} points) for a "
+                f"path the conditions give as {screened.qualification} ({screened.score})"
+            )
+        return d2
+
     def _pairs(
-        self, d: Decision, base: int, progress: list[tuple[Change, Decision]]
+        self, d: Decision, screen: Screen, base: int, progress: list[tuple[Change, Decision]]
     ) -> list[tuple[list[Change], Decision]]:
         """Two-fact paths, most promising first (the two changes' score gains added), each
         minimal: neither change alone reaches the pair's qualification."""
@@ -382,7 +355,7 @@ class Advisor:
         pairs.sort(key=lambda p: -((_score(p[0][1]) - s0) + (_score(p[1][1]) - s0)))
         found: list[tuple[list[Change], Decision]] = []
         for (a, da), (b, db) in pairs[:_PAIR_BUDGET]:
-            d3 = self._decide_with(d, [a, b])
+            d3 = self._screen(screen, [a, b])
             if d3 is None:
                 continue
             q3 = self.rank(d3.qualification)
@@ -471,7 +444,7 @@ def _better(a: Decision, b: Decision, rank: Callable[[Any], int]) -> bool:
     return (rank(a.qualification), _score(a)) > (rank(b.qualification), _score(b))
 
 
-def _progress(d: Decision, d2: Decision, env2: Mapping[str, Any], unmet: Sequence[Any]) -> bool:
+def _progress(d: Decision, d2: Decision, unmet: Sequence[Any]) -> bool:
     """Could this change help on the way up (combined with another)? It raises the score,
     clears a required criterion, adds a segment, or makes more of the comparisons of a
     criterion that is not met hold (a criterion of two conditions needs both changes)."""
@@ -483,10 +456,8 @@ def _progress(d: Decision, d2: Decision, env2: Mapping[str, Any], unmet: Sequenc
         or bool(set(e2.get("segments", ())) - set(e.get("segments", ())))
     ):
         return True
-    for checks in unmet:
-        before = sum(1 for c in checks if c(e) is True)
-        after = sum(1 for c in checks if c(env2) is True)
-        if after > before:
+    for checks, before in unmet:  # (a criterion's comparisons, how many hold today)
+        if sum(1 for c in checks if c(e2) is True) > before:
             return True
     return False
 
@@ -533,9 +504,13 @@ def _solve(
     if not isinstance(x0, int | float) or isinstance(x0, bool):
         return None
 
+    scratch = dict(env)
+    limit = float(t.value)
+
     def holds(x: float) -> bool | None:
-        v = fn({**env, fact: x})
-        return None if v is None else cmp(float(E.rnd(v)), float(t.value))
+        scratch[fact] = x
+        v = fn(scratch)
+        return None if v is None else cmp(float(E.rnd(v)), limit)
 
     now = holds(float(x0))
     if now is None:
@@ -547,7 +522,8 @@ def _solve(
         far = float(x0)
         for _ in range(50):
             far = min(hi, max(lo, far + direction * step))
-            if holds(far) is not None and holds(far) != now:
+            there = holds(far)
+            if there is not None and there != now:
                 break
             if far in (lo, hi):
                 far = math.nan
@@ -558,6 +534,8 @@ def _solve(
         if math.isnan(far):
             continue
         near = float(x0)
+        whole = math.ceil if direction > 0 else math.floor
+        x: float = math.nan
         for _ in range(40):  # bisection: `near` keeps today's answer, `far` the other
             mid = (near + far) / 2
             if mid in (near, far):
@@ -566,9 +544,15 @@ def _solve(
                 near = mid
             else:
                 far = mid
+            if math.isnan(x) and math.floor(near) == math.floor(far) and near != far:
+                # the boundary lies strictly inside one whole-number cell: the whole figure
+                # on its far side is known; more bisection only serves the exact boundary
+                x = float(whole(far))
+                if holds(x) != now:
+                    break
         # a whole figure on the far side (integer facts must be whole; for amounts it reads
         # better), else the exact boundary found
-        x: float = float(math.ceil(far) if direction > 0 else math.floor(far))
+        x = float(whole(far))
         if decl.type != "integer" and holds(x) == now:
             x = far
         if holds(float(x)) != now and lo <= x <= hi:

@@ -20,10 +20,12 @@ from typing import Any
 from engine.errors import EngineError, EvaluationError
 from engine.lang import expr as E
 from engine.lang.model import SEVERITY_RANK
-from engine.lang.program import Program, Rule, Slot
+from engine.lang.program import OUTCOME_VARS, Program, Rule, Slot
 from engine.runtime._durable import EngineRuleset, encoder_for
 
 _Encoder = Callable[[Mapping[str, Any]], list[str]]
+# the kinds of rule whose outcomes the decision steps read (through the outcome variables)
+_DECIDING = frozenset({"criterion", "segment", "stage"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,7 @@ class Plan:
         self.prog = prog
         self.ruleset = ruleset
         self.derived = tuple((d.name, d.fn) for d in prog.derived)
+        self.derived_deps = tuple((d.name, d.fn, frozenset(d.input_deps)) for d in prog.derived)
         self.vars0 = self._vars_at(0)
         self.levels = tuple(
             (
@@ -113,14 +116,46 @@ class Plan:
             )
             for level in prog.levels
         )
+        # the same without the rules the decision does not read (guardrails): `verify`
+        kinds = {r.id: r.kind for r in prog.rules}
+        self.deciding_levels = tuple(
+            (level, encode, tuple(r for r in rules if kinds[r[0]] in _DECIDING), step, vars_)
+            for level, encode, rules, step, vars_ in self.levels
+        )
         self.criteria = tuple(
             (r.id, bool(r.decl.required), *points(r))
             for r in prog.rules_of_kind.get("criterion", ())
         )
+        self.criterion_points = {rid: (req, full, half) for rid, req, full, half in self.criteria}
         self.segment_rules = tuple(
             (r.id, r.decl.segment) for r in prog.rules_of_kind.get("segment", ())
         )
         self.stage_rules = tuple((r.id, r.decl.stage) for r in prog.rules_of_kind.get("stage", ()))
+        # the screen's plan: per level, the rules the decision reads (criteria, segments,
+        # stages) by the input facts they depend on, and those that read an outcome
+        # variable (evaluated again whatever changed)
+        screen_levels = []
+        for level in prog.levels:
+            by_fact: dict[str, list[tuple[Any, ...]]] = {}
+            always: list[tuple[Any, ...]] = []
+            for r in prog.rules_by_level.get(level, ()):
+                if r.kind not in _DECIDING:
+                    continue
+                entry = (r.id, r.cond_fn, r.partly_fn)
+                if any(n in OUTCOME_VARS for n in r.reads):
+                    always.append(entry)
+                for f in r.input_deps:
+                    by_fact.setdefault(f, []).append(entry)
+            screen_levels.append(
+                (
+                    level,
+                    {f: tuple(v) for f, v in by_fact.items()},
+                    tuple(always),
+                    level in prog.step_levels,
+                    self._vars_at(level),
+                )
+            )
+        self.screen_levels = tuple(screen_levels)
         # what decides the missing facts of each rule: its input facts, and per escalation
         self.deps = tuple(
             (r.id, tuple(r.input_deps), tuple(tuple(d) for d in r.esc_input_deps))
@@ -134,6 +169,22 @@ class Plan:
 
     def decide(self, engine: EngineRuleset, facts: Mapping[str, Any]) -> Decision:
         """Evaluate validated facts; the engine decides what fires, the closures check it."""
+        return self._decide(engine, facts, self.levels)
+
+    def verify(self, engine: EngineRuleset, facts: Mapping[str, Any]) -> Decision:
+        """The decision's own outputs (qualification, score, criteria, segments, stage) of
+        validated facts, engine-decided and closure-checked like `decide`, with the rules
+        the decision does not read (guardrails) and the missing facts left out: how the
+        advice checks the paths it found."""
+        return self._decide(engine, facts, self.deciding_levels, missing=False)
+
+    def _decide(
+        self,
+        engine: EngineRuleset,
+        facts: Mapping[str, Any],
+        levels: tuple[tuple[Any, ...], ...],
+        missing: bool = True,
+    ) -> Decision:
         prog = self.prog
         env: dict[str, Any] = dict(facts)
         for name, fn in self.derived:
@@ -152,7 +203,7 @@ class Plan:
         if self.vars0 is not None:
             self._outcome_vars(env, outcomes, partly, criteria, self.vars0)
         with engine.session() as session:
-            for level, encode, rules, is_step_level, vars_ in self.levels:
+            for level, encode, rules, is_step_level, vars_ in levels:
                 fired = set(session.assert_level(level, encode(env)))
                 fired_all |= fired
                 for rid, pos_name, cond_fn, ppart, escs, default_sev, rparts, scope in rules:
@@ -220,15 +271,15 @@ class Plan:
         if prog.steps and step_index is None:
             step_index = len(prog.steps) - 1
             env["qualification"] = prog.steps[step_index].qualification
-        missing: set[str] = set()
-        for rid, input_deps, esc_deps in self.deps:
+        absent: set[str] = set()
+        for rid, input_deps, esc_deps in self.deps if missing else ():
             outcome = outcomes[rid]
             if outcome == "not_evaluable":
-                missing.update(n for n in input_deps if n not in facts)
+                absent.update(n for n in input_deps if n not in facts)
             elif outcome == "fired" and rid in undecided:
                 # an escalation left unknown did not raise the severity: say what would decide it
                 for j in undecided[rid]:
-                    missing.update(n for n in esc_deps[j] if n not in facts)
+                    absent.update(n for n in esc_deps[j] if n not in facts)
         return Decision(
             self.ruleset,
             facts,
@@ -238,10 +289,24 @@ class Plan:
             severity,
             undecided,
             step_index,
-            sorted(missing),
+            sorted(absent),
             parts,
             scopes,
         )
+
+    def screener(self, base: Decision) -> Screen:
+        """What-if evaluations of one decided account (see :class:`Screen`)."""
+        return Screen(self, base)
+
+    def _step_by_conditions(self, env: dict[str, Any], level: int) -> int | None:
+        """The first decision step whose condition holds, as `_step` checks the engine's."""
+        for s in self.prog.steps:
+            if s.level > level:
+                break
+            if s.fn is None or s.fn(env) is True:
+                env["qualification"] = s.qualification
+                return s.index
+        return None
 
     def _step(self, env: dict[str, Any], fired_all: set[str], level: int) -> int | None:
         """The first decision step the engine fired (or the unconditional one), checked."""
@@ -408,3 +473,162 @@ def num(v: Any) -> Any:
     if isinstance(v, float) and v.is_integer():
         return int(v)
     return v
+
+
+# the outcome variables each flag of `Plan._vars_at` stands for
+_VARS_OF = (
+    (
+        "score",
+        "required_not_met",
+        "required_not_evaluable",
+        "required_not_met_rules",
+        "required_not_evaluable_rules",
+    ),
+    ("segments",),
+    ("stage",),
+)
+
+
+class Screen:
+    """What deciding one account again with some facts changed would give for the
+    decision's own outputs (qualification, score, criteria, segments, stage), by the
+    compiled conditions alone: no engine, no guardrail, no missing facts.
+
+    For the what-if searches of the advice, which try many candidate changes of one
+    account: a candidate costs the closures of the rules that read what it changes (and of
+    those that read an outcome variable); every other rule keeps the account's outcome.
+    The closures are the ones every `Plan.decide` checks the engine against, so a screen
+    gives what the engine would; whatever the advice reports is decided again by `decide`.
+    """
+
+    __slots__ = ("plan", "base", "derived", "partly")
+
+    def __init__(self, plan: Plan, base: Decision):
+        self.plan, self.base = plan, base
+        self.derived = {n: base.env[n] for n, _fn in plan.derived if n in base.env}
+        self.partly = {rid: c[0] == "partly_met" for rid, c in base.criteria.items()}
+
+    def __call__(self, changes: Mapping[str, Any]) -> Decision:
+        plan, base = self.plan, self.base
+        facts = {**base.facts, **changes}
+        for k, v in changes.items():
+            if v is None:
+                del facts[k]
+        changed = changes.keys()
+        env: dict[str, Any] = dict(facts)
+        known = self.derived
+        for name, fn, deps in plan.derived_deps:
+            if changed.isdisjoint(deps):  # the same inputs: the same value
+                if name in known:
+                    env[name] = known[name]
+                continue
+            v = fn(env)
+            if v is not None:
+                env[name] = E.rnd(v)
+        was = base.outcomes
+        outcomes: dict[str, str] = dict(was)
+        partly = self.partly
+        moved: dict[str, bool] = {}  # rule id -> its partly_when, for the rules that moved
+        criteria: dict[str, tuple[str, Any]] = {}
+        step_index: int | None = None
+        if plan.vars0 is not None:
+            self._vars(env, outcomes, moved, criteria, plan.vars0)
+        for level, by_fact, always, is_step_level, vars_ in plan.screen_levels:
+            rules: list[tuple[Any, ...]] = list(always)
+            for f in changed:
+                for entry in by_fact.get(f, ()):
+                    if entry not in rules:
+                        rules.append(entry)
+            for rid, cond_fn, partly_fn in rules:
+                k = cond_fn(env)
+                kp = False
+                if k is True:
+                    outcome = "fired"
+                else:
+                    outcome = "not_fired" if k is False else "not_evaluable"
+                    if partly_fn is not None:
+                        p = partly_fn(env)
+                        kp = p is True
+                        if kp:
+                            outcome = "fired"
+                        elif p is None:
+                            outcome = "not_evaluable"
+                if outcome != was.get(rid) or kp != partly.get(rid, False):
+                    outcomes[rid] = outcome
+                    moved[rid] = kp
+            if is_step_level and step_index is None:
+                step_index = plan._step_by_conditions(env, level)
+            if vars_ is not None:
+                self._vars(env, outcomes, moved, criteria, vars_)
+        if plan.prog.steps and step_index is None:
+            step_index = len(plan.prog.steps) - 1
+            env["qualification"] = plan.prog.steps[step_index].qualification
+        return Decision(
+            plan.ruleset,
+            facts,
+            env,
+            outcomes,
+            criteria or base.criteria,
+            {},
+            {},
+            step_index,
+            [],
+            {},
+            {},
+        )
+
+    def _vars(
+        self,
+        env: dict[str, Any],
+        outcomes: Mapping[str, str],
+        moved: Mapping[str, bool],
+        criteria: dict[str, tuple[str, Any]],
+        flags: tuple[bool, bool, bool],
+    ) -> None:
+        """The outcome variables: the account's own, with the moved rules' part changed."""
+        plan, base = self.plan, self.base
+        was = base.env
+        score_now, segments_now, stage_now = flags
+        if score_now:
+            moved_criteria = [rid for rid in moved if rid in plan.criterion_points]
+            if not moved_criteria or "score" not in was:
+                for name in _VARS_OF[0]:
+                    if name in was:
+                        env[name] = was[name]
+            else:
+                required = False
+                criteria.update(base.criteria)
+                for rid in moved_criteria:
+                    req, full, half = plan.criterion_points[rid]
+                    out = outcomes[rid]
+                    if out == "fired":
+                        result = ("partly_met", half) if moved[rid] else ("met", full)
+                    else:
+                        result = ("not_met" if out == "not_fired" else "not_evaluable", 0)
+                    criteria[rid] = result
+                    required = required or req
+                score = 0.0
+                for rid, *_ in plan.criteria:  # summed in rule order, as `decide` does
+                    score += criteria[rid][1]
+                env["score"] = num(E.rnd(score))
+                if required:  # the counts of required criteria not met, not evaluable
+                    not_met = [r for r, q, *_ in plan.criteria if q and criteria[r][0] == "not_met"]
+                    not_eval = [
+                        r for r, q, *_ in plan.criteria if q and criteria[r][0] == "not_evaluable"
+                    ]
+                    env["required_not_met"] = len(not_met)
+                    env["required_not_evaluable"] = len(not_eval)
+                    env["required_not_met_rules"] = not_met
+                    env["required_not_evaluable_rules"] = not_eval
+                else:
+                    for name in _VARS_OF[0][1:]:
+                        env[name] = was[name]
+        if segments_now or stage_now:
+            if moved:
+                plan._outcome_vars(env, outcomes, {}, {}, (False, segments_now, stage_now))
+            else:
+                for now, names in ((segments_now, _VARS_OF[1]), (stage_now, _VARS_OF[2])):
+                    if now:
+                        for name in names:
+                            if name in was:
+                                env[name] = was[name]

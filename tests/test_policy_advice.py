@@ -394,18 +394,41 @@ def test_the_advice_screen_gives_what_the_engine_decides_for_every_change(rs) ->
     assert checked > 6_000
 
 
-def test_a_path_the_engine_would_not_confirm_is_an_internal_error(rs, monkeypatch) -> None:
-    """Whatever the screen finds, the engine decides again: a disagreement is kaq's bug,
-    raised as an EngineError (a 500 over HTTP), never reported as a path."""
+def _inflate_score(d):  # a screen that claims two more points than the engine
+    d.env["score"] = d.score + 2
+
+
+def _flip_a_criterion(d):  # a screen that says a criterion holds which the engine does not
+    rid = next(r for r, (out, _p) in d.criteria.items() if out == "not_met")
+    d.criteria[rid] = ("met", d.criteria[rid][1])
+
+
+def _skip_a_step(d):  # a screen that took the decision step after the engine's
+    d.step = (d.step or 0) + 1
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (_inflate_score, "score: the engine's criteria give"),
+        (_flip_a_criterion, "the engine gives no, the conditions met"),
+        (_skip_a_step, "decision: the engine took step"),
+    ],
+)
+def test_a_path_the_engine_would_not_confirm_is_an_internal_error(
+    rs, monkeypatch, corrupt, message
+) -> None:
+    """Whatever the screen finds, the engine decides again (`Plan.confirm`): a disagreement
+    is kaq's bug, raised as an EngineError (a 500 over HTTP), never reported as a path."""
     import engine.runtime.decide as decide_mod
 
     real = decide_mod.Screen.__call__
 
-    def inflated(self, changes):  # a screen that claims two more points than the engine
+    def corrupted(self, changes):
         d = real(self, changes)
-        d.env["score"] = d.score + 2
+        corrupt(d)
         return d
 
-    monkeypatch.setattr(decide_mod.Screen, "__call__", inflated)
-    with pytest.raises(engine.EngineError, match="advice: the engine decides"):
+    monkeypatch.setattr(decide_mod.Screen, "__call__", corrupted)
+    with pytest.raises(engine.EngineError, match=message):
         rs.evaluate(HOSPITAL)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from engine.errors import EngineError
 from engine.lang import expr as E
 from engine.lang.model import AdviceDecl, FactDecl
 from engine.lang.program import Compiled, Program
@@ -139,7 +138,7 @@ class Advisor:
             key=lambda p: (len(p[0]), -self.rank(p[1].qualification), -_score(p[1])),
         )
         return [
-            self._path(d, changes, self._verified(d, changes, d2))
+            self._path(d, changes, self._verified(d, d2))
             for changes, d2 in ordered[: self.advice.max_paths]
         ]
 
@@ -331,19 +330,11 @@ class Advisor:
         except Exception:  # a combination the ruleset cannot decide is no path
             return None
 
-    def _verified(self, d: Decision, changes: Sequence[Change], screened: Decision) -> Decision:
-        """A path the search found, decided again by the engine with its changes applied:
-        what the path states is what that decision gives."""
-        facts = dict(d.facts)
-        for c in changes:
-            facts[c.fact] = c.to
-        d2 = self.plan.verify(self.engine, facts)
-        if (d2.qualification, d2.score) != (screened.qualification, screened.score):
-            raise EngineError(
-                f"advice: the engine decides {d2.qualification} ({d2.score} points) for a "
-                f"path the conditions give as {screened.qualification} ({screened.score})"
-            )
-        return d2
+    def _verified(self, d: Decision, screened: Decision) -> Decision:
+        """A path the search found, decided by the engine with its changes applied
+        (`Plan.confirm`): what the path states is then what the engine decides."""
+        self.plan.confirm(self.engine, screened)
+        return screened
 
     def _pairs(
         self, d: Decision, screen: Screen, base: int, progress: list[tuple[Change, Decision]]

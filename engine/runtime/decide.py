@@ -117,10 +117,20 @@ class Plan:
             for level in prog.levels
         )
         # the same without the rules the decision does not read (guardrails): `verify`
-        kinds = {r.id: r.kind for r in prog.rules}
-        self.deciding_levels = tuple(
-            (level, encode, tuple(r for r in rules if kinds[r[0]] in _DECIDING), step, vars_)
-            for level, encode, rules, step, vars_ in self.levels
+        # what `confirm` asks the engine, per level: the stage encoder, the engine names of
+        # the rules the decision reads, and whether decision steps are at this level
+        self.confirm_levels = tuple(
+            (
+                level,
+                encode,
+                tuple(
+                    (r.id, r.kind, r.engine["pos"], r.engine.get("ppos"))
+                    for r in prog.rules_by_level.get(level, ())
+                    if r.kind in _DECIDING
+                ),
+                is_step,
+            )
+            for level, encode, _rules, is_step, _vars in self.levels
         )
         self.criteria = tuple(
             (r.id, bool(r.decl.required), *points(r))
@@ -169,22 +179,6 @@ class Plan:
 
     def decide(self, engine: EngineRuleset, facts: Mapping[str, Any]) -> Decision:
         """Evaluate validated facts; the engine decides what fires, the closures check it."""
-        return self._decide(engine, facts, self.levels)
-
-    def verify(self, engine: EngineRuleset, facts: Mapping[str, Any]) -> Decision:
-        """The decision's own outputs (qualification, score, criteria, segments, stage) of
-        validated facts, engine-decided and closure-checked like `decide`, with the rules
-        the decision does not read (guardrails) and the missing facts left out: how the
-        advice checks the paths it found."""
-        return self._decide(engine, facts, self.deciding_levels, missing=False)
-
-    def _decide(
-        self,
-        engine: EngineRuleset,
-        facts: Mapping[str, Any],
-        levels: tuple[tuple[Any, ...], ...],
-        missing: bool = True,
-    ) -> Decision:
         prog = self.prog
         env: dict[str, Any] = dict(facts)
         for name, fn in self.derived:
@@ -203,7 +197,7 @@ class Plan:
         if self.vars0 is not None:
             self._outcome_vars(env, outcomes, partly, criteria, self.vars0)
         with engine.session() as session:
-            for level, encode, rules, is_step_level, vars_ in levels:
+            for level, encode, rules, is_step_level, vars_ in self.levels:
                 fired = set(session.assert_level(level, encode(env)))
                 fired_all |= fired
                 for rid, pos_name, cond_fn, ppart, escs, default_sev, rparts, scope in rules:
@@ -272,7 +266,7 @@ class Plan:
             step_index = len(prog.steps) - 1
             env["qualification"] = prog.steps[step_index].qualification
         absent: set[str] = set()
-        for rid, input_deps, esc_deps in self.deps if missing else ():
+        for rid, input_deps, esc_deps in self.deps:
             outcome = outcomes[rid]
             if outcome == "not_evaluable":
                 absent.update(n for n in input_deps if n not in facts)
@@ -293,6 +287,53 @@ class Plan:
             parts,
             scopes,
         )
+
+    def confirm(self, engine: EngineRuleset, screened: Decision) -> None:
+        """Have durable_rules decide the account a screen decided (see :class:`Screen`):
+        its stage facts are asserted, and every rule the decision reads must fire exactly
+        where the screen says it holds (met, partly met, a segment, a stage), and the
+        engine must take the decision step the screen took; else EngineError. What the
+        screen found is then what the engine decides: the score (from the criteria the
+        engine fired) and the qualification (from the step it fired)."""
+        env = screened.env
+        outcomes, criteria = screened.outcomes, screened.criteria
+        fired_all: set[str] = set()
+        chosen: int | None = None
+        score = 0.0
+        with engine.session() as session:
+            for level, encode, rules, is_step_level in self.confirm_levels:
+                fired = set(session.assert_level(level, encode(env)))
+                fired_all |= fired
+                for rid, kind, pos, ppos in rules:
+                    if kind == "criterion":
+                        said = criteria[rid][0]
+                        said = said if said in ("met", "partly_met") else "no"
+                        got = "met" if pos in fired else "partly_met" if ppos in fired else "no"
+                        _req, full, half = self.criterion_points[rid]
+                        score += full if got == "met" else half if got == "partly_met" else 0
+                    else:
+                        said = "fired" if outcomes[rid] == "fired" else "no"
+                        got = "fired" if pos in fired else "no"
+                    if got != said:
+                        raise EngineError(f"{rid}: the engine gives {got}, the conditions {said}")
+                if is_step_level and chosen is None:
+                    for st in self.prog.steps:
+                        if st.level > level:
+                            break
+                        if st.node is None or st.engine in fired_all:
+                            chosen = st.index
+                            break
+        if chosen is None and self.prog.steps:
+            chosen = len(self.prog.steps) - 1
+        if chosen != screened.step:
+            raise EngineError(
+                f"decision: the engine took step {chosen}, the conditions {screened.step}"
+            )
+        if self.criteria and num(E.rnd(score)) != screened.score:
+            raise EngineError(
+                f"score: the engine's criteria give {num(E.rnd(score))}, "
+                f"the conditions {screened.score}"
+            )
 
     def screener(self, base: Decision) -> Screen:
         """What-if evaluations of one decided account (see :class:`Screen`)."""

@@ -63,6 +63,18 @@ def full(rs: Any, accounts: list[dict[str, Any]], warm: bool = False) -> float:
     return len(accounts) / (time.process_time() - t0)
 
 
+def no_advice(rs: Any, accounts: list[dict[str, Any]]) -> float:
+    """The full verdict as it was before the advice of policy §8 (issue #11): decision,
+    trace, messages and playbook, without what_it_would_take, decisive_missing_facts and
+    next_actions. Against `full` it prints what the advice costs."""
+    rs.texts.clear()
+    decide, explain = rs.decide_valid, rs.explainer.explain
+    t0 = time.process_time()
+    for facts in accounts:
+        explain(decide(facts))
+    return len(accounts) / (time.process_time() - t0)
+
+
 def view_rate(rs: Any, raws: list[dict[str, Any]], view: str) -> tuple[float, float]:
     """(CPU-time, wall-time) accounts/s from parsed facts to one view's plain data.
 
@@ -145,9 +157,16 @@ def main() -> None:
     # the number-format caches fill (each timed run still starts with an empty text memo)
     for a in accounts:
         rs.evaluate_valid(a)
-    results: dict[str, list[float]] = {"full": [], "warm": [], "bare": [], "python": []}
+    results: dict[str, list[float]] = {
+        "full": [],
+        "noadvice": [],
+        "warm": [],
+        "bare": [],
+        "python": [],
+    }
     for _ in range(args.repeat):
         results["full"].append(full(rs, accounts))
+        results["noadvice"].append(no_advice(rs, accounts))
         results["warm"].append(full(rs, accounts, warm=True))
         results["bare"].append(bare_floor(rs, staged))
         results["python"].append(plain_python(rs, accounts))
@@ -169,6 +188,7 @@ def main() -> None:
         print(f"  {label:<28}: {m:>9,.0f} eval/s  ({1e6 / m:.0f} µs)  [runs {lo:,.0f}-{hi:,.0f}]")
 
     line("full verdict with trace", "full")
+    line("  same, without the advice", "noadvice")
     line("  same, message memo warm", "warm")
     line("bare engine floor", "bare")
     line("plain Python conditions", "python")
@@ -181,6 +201,11 @@ def main() -> None:
             f"{1e6 / med['bare']:.0f}), verdict structure {notexts_us - run_us:.0f} µs, "
             f"messages and comparisons {full_us - notexts_us:.0f} µs"
         )
+    ratios = sorted(a / f for f, a in zip(results["full"], results["noadvice"], strict=True))
+    print(
+        f"  {'advice: full / no advice':<28}: {statistics.median(ratios):.2f}x time "
+        f"[runs {ratios[0]:.2f}-{ratios[-1]:.2f}] (issue #11: within 2x)"
+    )
     print(f"  {'full / bare engine':<28}: {med['full'] / med['bare']:.2f}")
     print(f"  {'full / plain Python':<28}: {med['full'] / med['python']:.2f}")
     print(f"  {'bare engine / Python':<28}: {med['bare'] / med['python']:.2f}")

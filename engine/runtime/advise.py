@@ -152,7 +152,7 @@ class Advisor:
         for i, fact in enumerate(self._missing_deciding(d)):
             changes = False
             decides = undecided  # alone decides: every value gives a qualification on the ladder
-            for change in self._candidates(d, [fact]):
+            for change in self._candidates(d, [fact], exact=False):
                 d2 = self._screen(screen, [change])
                 if d2 is None:
                     continue
@@ -258,10 +258,15 @@ class Advisor:
         return [f for f in d.missing_facts if f in self.decision_facts]
 
     def _candidates(
-        self, d: Decision, facts: Iterable[str], derived: set[str] | None = None
+        self,
+        d: Decision,
+        facts: Iterable[str],
+        derived: set[str] | None = None,
+        exact: bool = True,
     ) -> list[Change]:
         """Changes of these facts worth deciding; `derived`: the derived facts whose
-        thresholds to solve for (None: all)."""
+        thresholds to solve for (None: all); `exact`: the value nearest each threshold of
+        a derived fact (else any value beyond it: enough to learn whether it matters)."""
         out: list[Change] = []
         env = d.env
         for fact in facts:
@@ -275,7 +280,7 @@ class Advisor:
             elif decl.type == "enum":
                 values = list(decl.values or ())
             elif decl.type in ("integer", "number"):
-                values = self._crossings(fact, decl, env, derived)
+                values = self._crossings(fact, decl, env, derived, exact)
             elif decl.type == "list":
                 values = self._list_values(fact, decl, now)
             seen: list[Any] = []
@@ -286,7 +291,12 @@ class Advisor:
         return out
 
     def _crossings(
-        self, fact: str, decl: FactDecl, env: Mapping[str, Any], only: set[str] | None = None
+        self,
+        fact: str,
+        decl: FactDecl,
+        env: Mapping[str, Any],
+        only: set[str] | None = None,
+        exact: bool = True,
     ) -> list[Any]:
         """Values of a number fact just on each side of every threshold it meets: the
         thresholds it is compared with directly, and those of the derived facts it feeds."""
@@ -301,7 +311,7 @@ class Advisor:
                 continue
             if only is not None and t.name not in only:
                 continue
-            x = _solve(derived.fn, env, fact, t, decl)
+            x = _solve(derived.fn, env, fact, t, decl, exact)
             if x is not None:
                 out.append(x)
         return out
@@ -483,9 +493,11 @@ def _solve(
     fact: str,
     t: _Threshold,
     decl: FactDecl,
+    exact: bool = True,
 ) -> Any:
     """A value of `fact` that flips `derived op threshold` for this account, if one is
-    found: an expanding search from its value, then bisection on the derived formula."""
+    found: an expanding search from its value, then (`exact`) bisection on the derived
+    formula for the value nearest the threshold."""
     cmp = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}.get(t.op)
     if cmp is None or not isinstance(t.value, int | float):
         return None
@@ -524,9 +536,16 @@ def _solve(
             far = math.nan
         if math.isnan(far):
             continue
+        if not exact:  # a value beyond the threshold is all that was asked
+            x = float(math.ceil(far) if direction > 0 else math.floor(far))
+            if decl.type != "integer" and holds(x) == now:
+                x = far
+            if holds(x) != now and lo <= x <= hi:
+                return int(x) if float(x).is_integer() and abs(x) < 2**53 else x
+            continue
         near = float(x0)
         whole = math.ceil if direction > 0 else math.floor
-        x: float = math.nan
+        x = math.nan
         for _ in range(40):  # bisection: `near` keeps today's answer, `far` the other
             mid = (near + far) / 2
             if mid in (near, far):

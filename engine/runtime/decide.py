@@ -104,7 +104,11 @@ class Plan:
         self.prog = prog
         self.ruleset = ruleset
         self.derived = tuple((d.name, d.fn) for d in prog.derived)
-        self.derived_deps = tuple((d.name, d.fn, frozenset(d.input_deps)) for d in prog.derived)
+        # input fact -> the positions of the derived facts that read it (for `Screen`)
+        self.derived_of: dict[str, tuple[int, ...]] = {}
+        for i, d in enumerate(prog.derived):
+            for f in d.input_deps:
+                self.derived_of[f] = (*self.derived_of.get(f, ()), i)
         self.vars0 = self._vars_at(0)
         self.levels = tuple(
             (
@@ -552,17 +556,17 @@ class Screen:
     def __call__(self, changes: Mapping[str, Any]) -> Decision:
         plan, base = self.plan, self.base
         facts = {**base.facts, **changes}
+        env: dict[str, Any] = {**facts, **self.derived}
         for k, v in changes.items():
             if v is None:
-                del facts[k]
+                del facts[k], env[k]
         changed = changes.keys()
-        env: dict[str, Any] = dict(facts)
-        known = self.derived
-        for name, fn, deps in plan.derived_deps:
-            if changed.isdisjoint(deps):  # the same inputs: the same value
-                if name in known:
-                    env[name] = known[name]
-                continue
+        redo: set[int] = set()  # the derived facts that read a changed fact, by position
+        for f in changed:
+            redo.update(plan.derived_of.get(f, ()))
+        for i in sorted(redo):  # in their order: a derived fact may read an earlier one
+            name, fn = plan.derived[i]
+            env.pop(name, None)
             v = fn(env)
             if v is not None:
                 env[name] = E.rnd(v)
@@ -580,7 +584,7 @@ class Screen:
                 for entry in by_fact.get(f, ()):
                     if entry not in rules:
                         rules.append(entry)
-            for rid, cond_fn, partly_fn in rules:
+            for rid, cond_fn, partly_fn in rules:  # only these can move
                 k = cond_fn(env)
                 kp = False
                 if k is True:

@@ -105,6 +105,21 @@ def test_a_template_may_write_the_word_itself_or_have_it_written() -> None:
         rs.close()
 
 
+def test_the_unit_words_of_the_default_ruleset_are_compiled_per_name() -> None:
+    rs = engine.load_ruleset("rulesets/key-account.yaml")
+    try:
+        words = rs.compiled.program.words
+    finally:
+        rs.close()
+    assert words["executive_meetings_per_year"] == {"zh": ("次", "次")}
+    assert words["escalation_channels"] == {"zh": ("条", "条")}
+    assert words["industry_references"] == {"zh": ("家", "家")}
+    assert words["min_industry_references"] == {"zh": ("家", "家")}  # params too
+    assert words["contract_volume"] == {"en": ("unit", "units"), "zh": ("套", "套")}
+    assert words["prior_total_volume"] == words["contract_volume"]
+    assert "annual_spend" not in words  # money writes its own word
+
+
 @pytest.mark.parametrize(
     ("singular", "many"),
     [

@@ -255,7 +255,9 @@ def test_next_actions_are_at_most_three_high_first_never_company(rs) -> None:
 
 
 SNAKE = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")
-# "top 100%", a count of 0 as a number ("只有0条", "见0次面"), a Python None
+# "top 100%", a count of 0 as a number in a sentence ("只有0条", "见0次面"; a change from
+# it reads in figures, 「从0次增加到1次」), a count of 0 as "none" in a change ("from none
+# to 1", 「从没有变为1」), a Python None
 NONSENSE = [
     re.compile(p)
     for p in (
@@ -263,7 +265,9 @@ NONSENSE = [
         r"前100%",
         r"前0%",
         r"只有0(?![.\d])",
-        r"(?<![\d.])0[次条项家]",
+        r"(?<![\d.从])0[次条项家]",
+        r"from none to \d",
+        r"从没有",
         r"None",
         # an unknown value says what is not known ("yearly spend not known yet", 年采购额不详),
         # never "unknown a year" / 每年未知
@@ -432,3 +436,33 @@ def test_a_path_the_engine_would_not_confirm_is_an_internal_error(
     monkeypatch.setattr(decide_mod.Screen, "__call__", corrupted)
     with pytest.raises(engine.EngineError, match=message):
         rs.evaluate(HOSPITAL)
+
+
+def test_a_count_going_from_0_reads_in_figures_with_its_measure_word(rs) -> None:
+    # issue #11: 「同行业样板客户从没有变为1」 / "went from none to 1"
+    paths = rs.evaluate(HOSPITAL)["what_it_would_take"]
+    (path,) = [
+        p for p in paths if p["changes"] == [{"fact": "industry_references", "from": 0, "to": 1}]
+    ]
+    assert path["message"] == {
+        "en": "It would be a key account, with 70 points, "
+        "if reference customers in the industry went from 0 to 1.",
+        "zh": "如果同行业样板客户从0家增加到1家，即可成为大客户（70分）。",
+    }
+
+
+@pytest.mark.parametrize(
+    ("fact", "value", "en", "zh"),
+    [
+        ("executive_meetings_per_year", 0, "0", "0次"),
+        ("executive_meetings_per_year", 1, "1", "1次"),
+        ("escalation_channels", 0, "0", "0条"),
+        ("purchase_frequency", 12, "12", "12次"),
+        ("contract_volume", 1, "1 unit", "1套"),
+        ("contract_volume", 500_000, "500,000 units", "50万套"),
+        ("expected_years", 3, "3 years", "3年"),  # a unit that writes its own word
+    ],
+)
+def test_a_value_in_a_change_has_its_unit_word(rs, fact, value, en, zh) -> None:
+    assert rs.advisor.value_text(fact, value, "en") == en
+    assert rs.advisor.value_text(fact, value, "zh") == zh

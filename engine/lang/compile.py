@@ -53,7 +53,7 @@ from engine.lang.program import (
 )
 from engine.lang.shape import check_shape, looks_numeric
 from engine.lang.source import Source, read_yaml, source_digest
-from engine.lang.templates import placeholders
+from engine.lang.templates import doubled_word, placeholders
 from engine.runtime._durable import (
     MAX_ALPHA_STACK,
     MAX_ATOMS,
@@ -105,6 +105,7 @@ class _Unit:
     base: tuple[Any, ...]  # () for the account, ("portfolio",) for the portfolio
     symbols: dict[str, E.Symbol] = field(default_factory=dict)
     units: dict[str, str | None] = field(default_factory=dict)
+    words: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # unit words
     seen_names: dict[str, str] = field(default_factory=dict)
     derived_nodes: dict[str, E.Node] = field(default_factory=dict)
     derived: list[Derived] = field(default_factory=list)
@@ -120,6 +121,7 @@ class _Compiler:
         self.doc = doc
         self.diags: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []  # reported by `kaq check`, never block a load
+        self.words: Mapping[str, Mapping[str, tuple[str, str]]] = {}
         self.units = [
             _Unit(
                 doc.facts,
@@ -220,6 +222,8 @@ class _Compiler:
             if self._declare(u, name, u.base + ("facts", name), "fact"):
                 u.symbols[name] = E.Symbol("fact", _fact_type(decl))
                 u.units[name] = decl.unit
+                if decl.unit_word is not None:
+                    u.words[name] = decl.unit_word.forms()
         own = doc.portfolio.params if u.base and doc.portfolio else doc.params
         for name, p in u.params.items():
             ppath = (
@@ -238,6 +242,8 @@ class _Compiler:
             if self._declare(u, name, ppath, "param"):
                 u.symbols[name] = E.Symbol("param", _param_type(p.value), p.value)
                 u.units[name] = p.unit
+                if p.unit_word is not None:
+                    u.words[name] = p.unit_word.forms()
         if not u.base:
             for var, kind in OUTCOME_VARS.items():
                 if kind == "number":
@@ -257,6 +263,8 @@ class _Compiler:
             if not self._declare(u, name, ("derived", name), "derived fact"):
                 continue
             u.units[name] = d.unit
+            if d.unit_word is not None:
+                u.words[name] = d.unit_word.forms()
             try:
                 u.derived_nodes[name] = E.parse(d.expr)
             except E.ExprError as exc:
@@ -290,6 +298,7 @@ class _Compiler:
 
     # -- stage "check": expressions and templates type-checked, rules and steps assembled
     def check(self, u: _Unit) -> None:
+        self.words = u.words  # the unit words `{name:word}` placeholders write
         if u.base:
             self._check_portfolio_measures()
         self._check_derived(u)
@@ -394,6 +403,13 @@ class _Compiler:
                 self.expr_err(("derived", name, "expr"), exc)
                 continue
             u.symbols[name] = E.Symbol("derived", t)
+            if name in u.words and t.kind != "number":
+                self.err(
+                    ("derived", name, "unit_word"),
+                    "ruleset.shape",
+                    f"`unit_word` only applies to numbers; `{name}` is a {t.kind}",
+                    "leave `unit_word` out",
+                )
             self.lint(("derived", name, "expr"), node)
             deps: list[str] = []
             for n in E.names(node):
@@ -473,6 +489,7 @@ class _Compiler:
             facts=dict(u.facts),
             params={k: p.value for k, p in u.params.items()},
             units=u.units,
+            words=u.words,
             derived=u.derived,
             rules=u.rules,
             steps=u.steps,
@@ -846,7 +863,7 @@ class _Compiler:
                     "write a literal brace as {{ or }}",
                 )
                 continue
-            for name, _spec in names:
+            for name, spec in names:
                 if name not in symbols:
                     self.err(
                         path + (lang,),
@@ -854,6 +871,22 @@ class _Compiler:
                         f"placeholder `{{{name}}}` names no fact, derived fact, param or outcome",
                         suggest(name, symbols),
                     )
+                elif spec == "word" and lang not in self.words.get(name, {}):
+                    self.err(
+                        path + (lang,),
+                        "ruleset.bad_template",
+                        f"`{{{name}:word}}` writes the unit word of `{name}`, which declares "
+                        f"none in `{lang}`",
+                        f"give `{name}` a `unit_word` with `{lang}`, or write `{{{name}}}`",
+                    )
+            doubled = doubled_word(template, self.words, lang)
+            if doubled:
+                self.err(
+                    path + (lang,),
+                    "ruleset.doubled_unit_word",
+                    f"`{{{doubled[0]}:word}}` is followed by `{doubled[1]}`, the word it writes",
+                    f"write `{{{doubled[0]}:word}}` or `{{{doubled[0]}}}{doubled[1]}`, not both",
+                )
 
     # -- levels
     def _levels(

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from engine.limits import MAX_MAGNITUDE
 
@@ -34,6 +41,80 @@ class Text(_Strict):
     zh: str = Field(min_length=1)
 
 
+# units that print a word of their own ("¥3万", "5%", "前5%", "3年", "2个客户"): no second one
+_WORDED_UNITS = ("money", "percent", "percentile", "years", "account")
+
+
+class UnitWord(_Strict):
+    """The word written after a number of a fact (policy §8: amounts with their unit).
+
+    `zh` is the measure word (量词) or unit: 「3次」「2家」「50万套」. `en` is the English
+    singular, written after 1 ("1 unit"); after any other number `en_plural` ("0 units",
+    "1,200 units"), which is `en` made plural by rule when not given (unit → units,
+    box → boxes, facility → facilities). Either language may be left out: an English
+    label often names the thing already ("executive meetings per year: 2").
+    """
+
+    en: str | None = Field(default=None, min_length=1, max_length=40)
+    en_plural: str | None = Field(default=None, min_length=1, max_length=40)
+    zh: str | None = Field(default=None, min_length=1, max_length=40)
+
+    @field_validator("en", "en_plural", "zh")
+    @classmethod
+    def _one_word(cls, v: str | None) -> str | None:
+        # kaq writes the space between number and word ("3 units", 「3次」): none in the word
+        if v is not None and (v != v.strip() or any(c in v for c in "{}\n")):
+            raise ValueError(
+                "write the word alone, without spaces around it, braces or line breaks"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _some_word(self) -> UnitWord:
+        if self.en is None and self.zh is None:
+            raise ValueError("give the word in `en`, `zh` or both")
+        if self.en_plural is not None and self.en is None:
+            raise ValueError("`en_plural` needs `en`, the word after 1")
+        return self
+
+    def forms(self) -> dict[str, tuple[str, str]]:
+        """lang -> (the word after 1, the word after any other number)."""
+        out: dict[str, tuple[str, str]] = {}
+        if self.en is not None:
+            out["en"] = (self.en, self.en_plural or plural(self.en))
+        if self.zh is not None:
+            out["zh"] = (self.zh, self.zh)
+        return out
+
+
+def plural(word: str) -> str:
+    """The regular English plural of a noun (its last word): unit → units, box → boxes,
+    branch → branches, facility → facilities. Irregular ones are `en_plural`."""
+    low = word.lower()
+    if low.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    if low.endswith("y") and low[-2:-1] not in ("a", "e", "i", "o", "u", ""):
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _word_fits(word: UnitWord | None, unit: str | None, number: bool | None) -> None:
+    """A unit word goes with a number whose unit writes no word of its own."""
+    if word is None:
+        return
+    if number is False:
+        raise ValueError("`unit_word` only applies to numbers (integer and number values)")
+    if unit in _WORDED_UNITS:
+        raise ValueError(
+            f"`unit_word` does not go with `unit: {unit}`, which writes its own word; "
+            "give it to a count or to a number without a unit"
+        )
+
+
 class FactDecl(_Strict):
     type: Literal["string", "integer", "number", "boolean", "enum", "list"]
     label: Text | None = None  # its short name for people ("purchase pattern", "采购方式")
@@ -43,6 +124,8 @@ class FactDecl(_Strict):
     max: float | None = None
     max_length: int | None = Field(default=None, ge=1, le=100_000)
     unit: Unit | None = None
+    # the word after a number of it (「3次」, "1,200 units"): {en: unit, zh: 套}
+    unit_word: UnitWord | None = None
     description: Text | None = None
     labels: dict[str, Text] | None = None  # how enum / list values read in messages
     missing: Text | None = None  # what messages say when the fact is unknown
@@ -50,6 +133,13 @@ class FactDecl(_Strict):
     actionable: bool = False
     # a fact about our company, not the account: findings only it made fire are company's
     scope: Scope = "account"
+
+    @field_validator("unit_word")
+    @classmethod
+    def _unit_word_fits(cls, v: UnitWord | None, info: ValidationInfo) -> UnitWord | None:
+        t = info.data.get("type")
+        _word_fits(v, info.data.get("unit"), None if t is None else t in ("integer", "number"))
+        return v
 
     @model_validator(mode="after")
     def _values_fit_type(self) -> FactDecl:
@@ -86,7 +176,16 @@ class FactDecl(_Strict):
 class ParamDecl(_Strict):
     value: bool | int | float | str | list[str]
     unit: Unit | None = None
+    unit_word: UnitWord | None = None
     description: Text | None = None
+
+    @field_validator("unit_word")
+    @classmethod
+    def _unit_word_fits(cls, v: UnitWord | None, info: ValidationInfo) -> UnitWord | None:
+        value = info.data.get("value")
+        number = None if "value" not in info.data else _is_number(value)
+        _word_fits(v, info.data.get("unit"), number)
+        return v
 
     @field_validator("value")
     @classmethod
@@ -103,8 +202,15 @@ class ParamDecl(_Strict):
 class DerivedDecl(_Strict):
     expr: str
     unit: Unit | None = None
+    unit_word: UnitWord | None = None  # its type is known after "check": see the compiler
     description: Text | None = None
     missing: Text | None = None  # what messages say when it is unknown (e.g. a division by 0)
+
+    @field_validator("unit_word")
+    @classmethod
+    def _unit_word_fits(cls, v: UnitWord | None, info: ValidationInfo) -> UnitWord | None:
+        _word_fits(v, info.data.get("unit"), None)
+        return v
 
 
 class Escalation(_Strict):

@@ -146,6 +146,8 @@ class Program:
     facts: dict[str, FactDecl]
     params: dict[str, Any]
     units: dict[str, str | None]
+    # name -> lang -> (the word after 1, after other numbers): `unit_word`, `{name:word}`
+    words: dict[str, dict[str, tuple[str, str]]]
     derived: list[Derived]
     rules: list[Rule]
     steps: list[Step]

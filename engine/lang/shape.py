@@ -112,10 +112,12 @@ def _yaml_kind(v: Any) -> str:
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    from engine.lang.model import DecisionStep, DerivedDecl, Escalation, PortfolioDecl
+    from engine.lang.model import DecisionStep, DerivedDecl, Escalation, PortfolioDecl, UnitWord
 
     depth_models: list[Any] = []
-    if len(loc) == 1:
+    if len(loc) >= 4 and loc[-2] == "unit_word":  # of a fact, param or derived fact
+        depth_models = [UnitWord]
+    elif len(loc) == 1:
         depth_models = [RulesetDoc]
     elif loc[0] in ("facts",) and len(loc) == 3:
         depth_models = [FactDecl]

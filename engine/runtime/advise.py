@@ -26,7 +26,7 @@ from engine.lang.program import Compiled, Program
 from engine.limits import MAX_MAGNITUDE
 from engine.runtime._durable import EngineRuleset
 from engine.runtime.decide import Decision, Plan, Screen, num
-from engine.runtime.render import format_value
+from engine.runtime.render import format_value, is_number, quantity
 
 _EPS = 0.000001  # "the threshold plus or minus 0.000001" for a number fact (policy §8)
 _PAIR_BUDGET = 40  # decisions tried for two-fact paths, most promising first
@@ -388,13 +388,16 @@ class Advisor:
                     if lang == "zh"
                     else f"{label} (not known yet) is {to}"
                 )
+                continue
+            was = self.value_text(r["fact"], r["from"], lang)
+            if lang == "en":
+                said.append(f"{label} went from {was} to {to}")
+            elif is_number(r["from"]) and is_number(r["to"]):
+                # 「从0次增加到1次」: a number rises or falls; other values change (变为)
+                verb = "增加到" if r["to"] > r["from"] else "减少到"
+                said.append(f"{label}从{was}{verb}{to}")
             else:
-                was = self.value_text(r["fact"], r["from"], lang)
-                said.append(
-                    f"{label}从{was}变为{to}"
-                    if lang == "zh"
-                    else f"{label} went from {was} to {to}"
-                )
+                said.append(f"{label}从{was}变为{to}")
         if lang == "zh":
             return "如果" + "，并且".join(said) + f"，即可成为{q}（{score}分）。"
         return f"It would be {_article(q)}, with {score} points, if " + " and ".join(said) + "."
@@ -406,13 +409,17 @@ class Advisor:
         return fact.replace("_", " ")
 
     def value_text(self, fact: str, value: Any, lang: str) -> str:
+        """A value of the fact as a change of it reads: a label for an enum or list value,
+        a number in figures with its unit word (「0次」, "1,200 units"; never "none")."""
         decl = self.decls.get(fact)
+        unit = decl.unit if decl is not None else None
+        if is_number(value):
+            return quantity(value, unit, lang, self.currency, self.prog.words.get(fact))
         table = self.labels.get(fact, {})
         if isinstance(value, list):
             value = [table[v][lang] if v in table else v for v in value]
         elif isinstance(value, str) and value in table:
             value = table[value][lang]
-        unit = decl.unit if decl is not None else None
         return format_value(value, unit, lang, self.currency)
 
 

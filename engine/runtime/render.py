@@ -1,4 +1,9 @@
-"""Message templates: `{name}` placeholders formatted by unit and language."""
+"""Message templates: `{name}` placeholders formatted by unit and language.
+
+A value's unit word (a fact's `unit_word`: 次, 家, 套 / "unit") is written after it by
+`{name:word}` in a template, and by `quantity` where no template is around the value (the
+advice's "from 0 to 1"); a template that writes the word itself (「{x}次」) uses `{name}`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.lang.templates import parsed as _parsed
+
+#: lang -> (the word after 1, after any other number), as `UnitWord.forms` gives it
+Word = Mapping[str, tuple[str, str]]
 
 UNKNOWN = {"en": "unknown", "zh": "未知"}
 CURRENCY_SYMBOL = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "HKD": "HK$"}
@@ -50,7 +58,11 @@ def _money_en(value: float, currency: str) -> str:
 
 
 def _money_zh(value: float, currency: str) -> str:
-    suffix = CURRENCY_ZH.get(currency, currency)
+    return _zh_amount(value, CURRENCY_ZH.get(currency, currency))
+
+
+def _zh_amount(value: float, suffix: str) -> str:
+    """An amount as Chinese writes it, in 万 and 亿 before its unit: 1.5万元, 50万套."""
     sign = "-" if value < 0 else ""
     # the largest unit the amount reaches; if rounding to 2 decimals makes it 10,000 of
     # that unit, the next one (99,999,999 reads 1亿元, not 10,000万元)
@@ -73,8 +85,15 @@ def percentile(value: float, lang: str) -> str:
     return "后半段" if lang == "zh" else "in the bottom half"
 
 
-def format_value(value: Any, unit: str | None, lang: str, currency: str = "CNY") -> str:
-    """A value as a person reads it in `lang` ('en' or 'zh')."""
+def format_value(
+    value: Any, unit: str | None, lang: str, currency: str = "CNY", word: Word | None = None
+) -> str:
+    """A value as a person reads it in `lang` ('en' or 'zh'); a number followed by its unit
+    `word` when one is given, except a count of 0, which reads "none" / 没有 (in a message
+    sentence: "no channel", never "0 channels")."""
+    forms = word.get(lang) if word is not None else None
+    if forms is not None and is_number(value) and not (unit == "count" and value == 0):
+        return quantity(value, unit, lang, currency, word)
     if value is None:
         return UNKNOWN[lang]
     if isinstance(value, bool):
@@ -113,6 +132,27 @@ def format_value(value: Any, unit: str | None, lang: str, currency: str = "CNY")
     return _number(value)
 
 
+def is_number(v: Any) -> bool:
+    """A number, not a boolean (which Python counts as one)."""
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def quantity(
+    value: Any, unit: str | None, lang: str, currency: str = "CNY", word: Word | None = None
+) -> str:
+    """A number as a quantity, in figures and with its unit word: 「0次」「50万套」, "0",
+    "1 unit", "1,200 units". Unlike `format_value`, a count of 0 is the figure: a change
+    reads "from 0 to 1", never "from none to 1". Anything but a number: `format_value`."""
+    if not is_number(value):
+        return format_value(value, unit, lang, currency)
+    forms = word.get(lang) if word is not None else None
+    if forms is None:
+        return _number(value) if unit == "count" else format_value(value, unit, lang, currency)
+    if lang == "zh":
+        return _zh_amount(value, forms[0])
+    return f"{_number(value)} {forms[0] if abs(value) == 1 else forms[1]}"
+
+
 def render(
     template: str,
     values: Mapping[str, Any],
@@ -121,9 +161,11 @@ def render(
     currency: str = "CNY",
     labels: Mapping[str, Mapping[str, Any]] | None = None,
     missing: Mapping[str, Mapping[str, str]] | None = None,
+    words: Mapping[str, Word] | None = None,
 ) -> str:
     """Fill a template. Values with a label (enums, segments, stage...) print the label;
-    an unknown value prints the fact's `missing` text, or unknown / 未知."""
+    an unknown value prints the fact's `missing` text, or unknown / 未知; `{name:word}`
+    writes the value's unit word after it (`words`: name -> `Word`)."""
     out = []
     for literal, field, spec in _parsed(template):
         out.append(literal)
@@ -142,7 +184,8 @@ def render(
                 v = [table[x][lang] if x in table else x for x in v]
             elif v in table:
                 v = table[v][lang]
-        out.append(format_value(v, units.get(field), lang, currency))
+        word = words.get(field) if spec == "word" and words else None
+        out.append(format_value(v, units.get(field), lang, currency, word))
     return "".join(out)
 
 
@@ -154,12 +197,13 @@ def compile_template(
     labels: Mapping[str, Mapping[str, Any]] | None = None,
     missing: Mapping[str, Mapping[str, str]] | None = None,
     constants: Mapping[str, Any] | None = None,
+    words: Mapping[str, Word] | None = None,
 ) -> Callable[[Mapping[str, Any]], str]:
     """`render` with everything but the values fixed: values -> text, same output.
 
     Placeholders named in `constants` (params) are rendered once, here, into the text.
     """
-    pieces: list[tuple[str, str | None, bool, str | None, Any, str]] = []
+    pieces: list[tuple[str, str | None, bool, str | None, Any, str, Word | None]] = []
     carry = ""  # text rendered so far that precedes the next per-account placeholder
     for literal, field, spec in _parsed(template):
         if field is not None and constants is not None and field in constants:
@@ -172,23 +216,25 @@ def compile_template(
                 currency,
                 labels,
                 missing,
+                words,
             )
             continue
         literal, carry = carry + literal, ""
         if field is None:
-            pieces.append((literal, None, False, None, None, ""))
+            pieces.append((literal, None, False, None, None, "", None))
             continue
         miss = missing[field][lang] if missing and field in missing else UNKNOWN[lang]
         table = labels.get(field) if labels else None
-        pieces.append((literal, field, spec == "raw", units.get(field), table, miss))
+        word = words.get(field) if spec == "word" and words else None
+        pieces.append((literal, field, spec == "raw", units.get(field), table, miss, word))
 
     if carry:
-        pieces.append((carry, None, False, None, None, ""))
+        pieces.append((carry, None, False, None, None, "", None))
     numbers: dict[tuple[Any, ...], str] = {}
 
     def fill(values: Mapping[str, Any]) -> str:
         out = []
-        for literal, field, raw, unit, table, miss in pieces:
+        for literal, field, raw, unit, table, miss, word in pieces:
             if literal:
                 out.append(literal)
             if field is None:
@@ -200,16 +246,16 @@ def compile_template(
                 out.append(str(v))
             elif type(v) is str and (table is None or v not in table):
                 out.append(v)
-            elif type(v) is int and unit is None and table is None:
+            elif type(v) is int and unit is None and table is None and word is None:
                 out.append(f"{v:,}")
             elif (t := type(v)) is int or t is float:
                 # numbers recur across accounts (years, counts, percentages): formatted once
                 # per field; 1 and 1.0 print alike here (only `:raw` tells them apart)
-                key = (field, v)
+                key = (field, v, word is not None)
                 text = numbers.get(key)
                 if text is None:
                     u = table[v][lang] if table is not None and v in table else v
-                    text = format_value(u, unit, lang, currency)
+                    text = format_value(u, unit, lang, currency, word)
                     if len(numbers) >= 4096:
                         numbers.clear()
                     numbers[key] = text
@@ -220,7 +266,7 @@ def compile_template(
                         v = [table[x][lang] if x in table else x for x in v]
                     elif v in table:
                         v = table[v][lang]
-                out.append(format_value(v, unit, lang, currency))
+                out.append(format_value(v, unit, lang, currency, word))
         return "".join(out)
 
     placed = [i for i, p in enumerate(pieces) if p[1] is not None]

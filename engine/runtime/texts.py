@@ -87,8 +87,13 @@ class Texts:
         # names that can hold a list (unhashable) go into the key as tuples
         listy = tuple(i for i, n in enumerate(names) if self._may_be_list(n, prog))
         args = (prog.units, c.doc.currency, c.labels, c.missing)
-        fill_en = compile_template(text["en"], args[0], "en", *args[1:], constants=fixed)
-        fill_zh = compile_template(text["zh"], args[0], "zh", *args[1:], constants=fixed)
+        words = prog.words
+        fill_en = compile_template(
+            text["en"], args[0], "en", *args[1:], constants=fixed, words=words
+        )
+        fill_zh = compile_template(
+            text["zh"], args[0], "zh", *args[1:], constants=fixed, words=words
+        )
         if not names:  # the same text for every account
             en, zh = fill_en({}), fill_zh({})
             return lambda env: {"en": en, "zh": zh}

@@ -51,3 +51,22 @@ def test_the_english_table_has_no_snake_case_and_leads_with_the_advice() -> None
     order = [out.index(w) for w in ("Why", "Next actions", "What it would take", "Criteria")]
     assert order == sorted(order)
     assert "Points" in out  # the criteria's header, capitalized like the others
+
+
+def test_the_table_shows_volumes_and_counts_with_their_unit_words() -> None:
+    retail = ROOT / "examples" / "retail-chain-after-big-contract.json"
+    wide = {"COLUMNS": "400"}  # one finding a line: the words are not folded apart
+    zh = CliRunner(env=wide).invoke(
+        app, ["evaluate", str(retail), "--lang", "zh", "--rulesets", str(ROOT / "rulesets")]
+    )
+    en = CliRunner(env=wide).invoke(
+        app, ["evaluate", str(retail), "--lang", "en", "--rulesets", str(ROOT / "rulesets")]
+    )
+    assert zh.exit_code == 0 and en.exit_code == 0, zh.output + en.output
+    assert "合同销量50万套，签约前全年销量60万套" in zh.stdout
+    assert "volume 500,000 units, against 600,000 units" in en.stdout
+    assert "每年只会面1次" in zh.stdout and "1次次" not in zh.stdout
+    hospital = CliRunner(env=wide).invoke(
+        app, ["evaluate", str(HOSPITAL), "--lang", "zh", "--rulesets", str(ROOT / "rulesets")]
+    )
+    assert "同行业样板客户从0家增加到1家" in hospital.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.lang.templates import placeholders
-from engine.runtime.render import format_value, render
+from engine.runtime.render import compile_template, format_value, quantity, render
 
 
 @pytest.mark.parametrize(
@@ -128,3 +128,52 @@ def test_placeholders_lists_names_and_specs():
 def test_placeholders_refuses_what_render_cannot_do(template):
     with pytest.raises(ValueError):
         placeholders(template)
+
+
+# --------------------------------------------------------------------------- unit words
+
+VOLUME = {"en": ("unit", "units"), "zh": ("套", "套")}
+MEETINGS = {"zh": ("次", "次")}  # the English label names the thing: no English word
+
+
+@pytest.mark.parametrize(
+    ("value", "word", "unit", "en", "zh"),
+    [
+        (0, MEETINGS, "count", "0", "0次"),  # a change from it: "from 0 to 1", never "none"
+        (1, MEETINGS, "count", "1", "1次"),
+        (1, VOLUME, None, "1 unit", "1套"),
+        (0, VOLUME, None, "0 units", "0套"),
+        (2, VOLUME, None, "2 units", "2套"),
+        (1.5, VOLUME, None, "1.5 units", "1.5套"),
+        (500_000, VOLUME, None, "500,000 units", "50万套"),  # the seed's 「50万套」
+        (236_800, VOLUME, None, "236,800 units", "23.68万套"),
+        (3, None, "count", "3", "3"),
+    ],
+)
+def test_a_quantity_reads_in_figures_with_its_unit_word(value, word, unit, en, zh) -> None:
+    assert quantity(value, unit, "en", word=word) == en
+    assert quantity(value, unit, "zh", word=word) == zh
+
+
+def test_a_value_in_a_sentence_keeps_a_count_of_0_as_none() -> None:
+    # 「除了大客户经理，没有……」: format_value says "none" for a count of 0, with a word or not
+    assert format_value(0, "count", "zh", word=MEETINGS) == "没有"
+    assert format_value(0, "count", "en", word=MEETINGS) == "none"
+    assert format_value(3, "count", "zh", word=MEETINGS) == "3次"
+    assert format_value(3, "count", "en", word=MEETINGS) == "3"  # no English word declared
+    assert format_value(None, None, "zh", word=VOLUME) == "未知"
+
+
+def test_a_word_placeholder_writes_the_word_and_a_plain_one_does_not() -> None:
+    units = {"v": None, "n": "count"}
+    words = {"v": VOLUME, "n": MEETINGS}
+    values = {"v": 1200, "n": 3}
+    for template, lang, want in [
+        ("{v:word}, {n}次", "zh", "1,200套, 3次"),
+        ("{v:word}; {v}", "en", "1,200 units; 1,200"),
+        ("{v:word} and {n:word}", "zh", "1,200套 and 3次"),
+    ]:
+        assert render(template, values, units, lang, words=words) == want
+        fill = compile_template(template, units, lang, words=words)
+        assert fill(values) == want
+        assert fill({"v": 1, "n": 3}) == want.replace("1,200 units", "1 unit").replace("1,200", "1")

@@ -8,7 +8,7 @@ The cases break one line of ``tests/fixtures/invalid/base.yaml`` (a valid rulese
 from __future__ import annotations
 
 import pytest
-from builders import BASE, MESSAGE, assert_located, broken, diagnostics, located
+from builders import BASE, MESSAGE, ROOT, assert_located, broken, diagnostics, located
 
 import engine
 from engine.lang.model import UnitWord, plural
@@ -106,7 +106,7 @@ def test_a_template_may_write_the_word_itself_or_have_it_written() -> None:
 
 
 def test_the_unit_words_of_the_default_ruleset_are_compiled_per_name() -> None:
-    rs = engine.load_ruleset("rulesets/key-account.yaml")
+    rs = engine.load_ruleset(ROOT / "rulesets" / "key-account.yaml")
     try:
         words = rs.compiled.program.words
     finally:

@@ -321,12 +321,7 @@ class Plan:
                     if got != said:
                         raise EngineError(f"{rid}: the engine gives {got}, the conditions {said}")
                 if is_step_level and chosen is None:
-                    for st in self.prog.steps:
-                        if st.level > level:
-                            break
-                        if st.node is None or st.engine in fired_all:
-                            chosen = st.index
-                            break
+                    chosen = self._fired_step(fired_all, level)
         if chosen is None and self.prog.steps:
             chosen = len(self.prog.steps) - 1
         if chosen != screened.step:
@@ -353,16 +348,19 @@ class Plan:
                 return s.index
         return None
 
-    def _step(self, env: dict[str, Any], fired_all: set[str], level: int) -> int | None:
-        """The first decision step the engine fired (or the unconditional one), checked."""
-        steps = self.prog.steps
-        chosen: int | None = None
-        for s in steps:
+    def _fired_step(self, fired_all: set[str], level: int) -> int | None:
+        """The first decision step the engine fired (or the unconditional one) by `level`."""
+        for s in self.prog.steps:
             if s.level > level:
                 break
             if s.node is None or s.engine in fired_all:
-                chosen = s.index
-                break
+                return s.index
+        return None
+
+    def _step(self, env: dict[str, Any], fired_all: set[str], level: int) -> int | None:
+        """The first decision step the engine fired (or the unconditional one), checked."""
+        steps = self.prog.steps
+        chosen = self._fired_step(fired_all, level)
         for s in steps:  # the explanation's choice must be the engine's
             if s.level > level:
                 break

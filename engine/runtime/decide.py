@@ -390,13 +390,10 @@ class Plan:
             not_eval: list[str] = []
             for rid, required, full, half in self.criteria:
                 out = outcomes.get(rid, "not_evaluable")
-                if out == "fired":
-                    result = ("partly_met", half) if partly.get(rid, False) else ("met", full)
-                    score += result[1]
-                else:
-                    result = ("not_met" if out == "not_fired" else "not_evaluable", 0)
-                    if required:
-                        (not_met if out == "not_fired" else not_eval).append(rid)
+                result = criterion_result(out, partly.get(rid, False), full, half)
+                score += result[1]
+                if out != "fired" and required:
+                    (not_met if out == "not_fired" else not_eval).append(rid)
                 criteria[rid] = result
             env["score"] = num(E.rnd(score))
             env["required_not_met"] = len(not_met)
@@ -504,6 +501,14 @@ def stage_encoder(slots: list[Slot]) -> _Encoder:
         return parts
 
     return encode
+
+
+def criterion_result(outcome: str, partly: bool, full: Any, half: Any) -> tuple[str, Any]:
+    """A criterion's (met / partly_met / not_met / not_evaluable, points) from its rule's
+    outcome and whether only its partly_when held."""
+    if outcome == "fired":
+        return ("partly_met", half) if partly else ("met", full)
+    return ("not_met" if outcome == "not_fired" else "not_evaluable", 0)
 
 
 def points(r: Rule) -> tuple[Any, Any]:
@@ -643,12 +648,7 @@ class Screen:
                 criteria.update(base.criteria)
                 for rid in moved_criteria:
                     req, full, half = plan.criterion_points[rid]
-                    out = outcomes[rid]
-                    if out == "fired":
-                        result = ("partly_met", half) if moved[rid] else ("met", full)
-                    else:
-                        result = ("not_met" if out == "not_fired" else "not_evaluable", 0)
-                    criteria[rid] = result
+                    criteria[rid] = criterion_result(outcomes[rid], moved[rid], full, half)
                     required = required or req
                 score = 0.0
                 for rid, *_ in plan.criteria:  # summed in rule order, as `decide` does

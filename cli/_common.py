@@ -13,7 +13,9 @@ from engine.runtime.loader import load_rulesets, rulesets_folder
 from engine.runtime.prepared import PreparedRuleset
 
 RULESETS_HELP = "rulesets folder [default: $KAQ_RULESETS, else ./rulesets, else the shipped one]"
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: an error is one line whatever the terminal width (rich would otherwise break
+# "must be between 0 and 100" in two at 40 columns); the terminal wraps it for the eye
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_diagnostics(exc: RulesetError) -> None:

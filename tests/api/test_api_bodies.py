@@ -11,7 +11,7 @@ import pytest
 from api.bodies import BodyPace, paced_stream
 from api.errors import RequestTimeout
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]  # serial: see pyproject.toml
 
 
 class Trickle:

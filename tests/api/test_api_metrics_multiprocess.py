@@ -8,8 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import start_server, stop_server
 from prometheus_client.multiprocess import MultiProcessCollector
+
+pytestmark = pytest.mark.serial  # serial: see pyproject.toml
 
 EVALUATE_OK = 'kaq_http_requests_total{method="POST",route="/v1/evaluate",status="200"}'
 

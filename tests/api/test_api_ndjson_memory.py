@@ -17,7 +17,7 @@ from conftest import copy_rulesets
 from api.app import create_app
 from api.settings import Settings
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]  # serial: see pyproject.toml
 
 LINES = 100_000
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -28,6 +28,7 @@ def rss() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
+@pytest.mark.once
 async def test_ndjson_100k_lines_with_bounded_memory(tmp_path: Path) -> None:
     settings = Settings(
         rulesets=copy_rulesets(tmp_path / "rs", tiny=True),

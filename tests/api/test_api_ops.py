@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import engine.errors as engine_errors
 from api.errors import problem_for
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]  # serial: see pyproject.toml
 
 
 async def test_health_and_readiness(svc: Running) -> None:

@@ -17,6 +17,8 @@ from conftest import KEY_FACTS, _cmdline, start_server, stop_server
 
 from api.openapi import GUARDRAIL, KEY_ACCOUNT, POTENTIAL
 
+pytestmark = pytest.mark.serial  # serial: see pyproject.toml
+
 CORPUS = [KEY_ACCOUNT, POTENTIAL, GUARDRAIL, KEY_FACTS] + [
     {**KEY_FACTS, "account_id": f"C-{i}", "annual_spend": i * 250_000, "gross_margin_pct": i - 5}
     for i in range(16)
@@ -69,6 +71,7 @@ def _load(url: str, stop: threading.Event, ok_ids: list[str], n: int) -> None:
                 ok_ids.append(r.json()["decision_id"])
 
 
+@pytest.mark.once
 def test_kill_9_under_load_loses_no_answered_decision(tmp_path: Path) -> None:
     server = start_server(tmp_path, tiny=True)
     stop = threading.Event()
@@ -128,6 +131,7 @@ def _stored_ids(db_url: str) -> set[str]:
         return {row[0] for row in conn.execute("SELECT decision_id FROM log")}
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_kill_9_of_two_workers_under_load_loses_no_acknowledged_decision(
     tmp_path: Path, database: str, request: pytest.FixtureRequest
@@ -175,6 +179,7 @@ def test_kill_9_of_two_workers_under_load_loses_no_acknowledged_decision(
         stop_server(restarted)
 
 
+@pytest.mark.once
 def test_a_killed_worker_is_replaced_and_the_others_keep_serving(tmp_path: Path) -> None:
     server = start_server(tmp_path, workers=2, tiny=True)
     try:

@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import ADMIN_TOKEN, Server, start_server, stop_server
+
+pytestmark = pytest.mark.serial  # serial: see pyproject.toml
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -40,6 +43,18 @@ def all_serve(server: Server, digest: str, workers: int = 2, timeout: float = 10
     raise AssertionError(f"workers serve {seen}, not all {digest}")
 
 
+def started(server: Server, workers: int = 2) -> list[int]:
+    """The worker pids once every worker answers, all with one digest.
+
+    `start_server` returns when one worker is ready; a sibling that is still loading would
+    read a file the test edits next, and serve the edit from its start.
+    """
+    server.wait_for_workers(workers)
+    digest = httpx.get(server.url + "/v1/rulesets", timeout=10).json()["source"]["digest"]
+    all_serve(server, digest, workers)
+    return server.children()
+
+
 def reload(server: Server) -> dict:
     r = httpx.post(server.url + "/v1/admin/reload", headers=AUTH, timeout=30)
     assert r.status_code == 200, r.text
@@ -49,7 +64,7 @@ def reload(server: Server) -> dict:
 def test_admin_reload_reaches_every_worker_within_a_second(tmp_path: Path) -> None:
     server = start_server(tmp_path, workers=2, tiny=True)
     try:
-        server.wait_for_workers(2)
+        started(server)
         first = served(server.url, 24)
         assert len(set(first.values())) == 1
         ruleset = next((tmp_path / "rulesets").glob("*.yaml"))
@@ -63,10 +78,11 @@ def test_admin_reload_reaches_every_worker_within_a_second(tmp_path: Path) -> No
         stop_server(server)
 
 
+@pytest.mark.once
 def test_files_changed_after_validation_never_reach_a_worker(tmp_path: Path) -> None:
     server = start_server(tmp_path, workers=2, tiny=True)
     try:
-        pids = server.wait_for_workers(2)
+        pids = started(server)
         ruleset = next((tmp_path / "rulesets").glob("*.yaml"))
         good = ruleset.read_text(encoding="utf-8")
         ruleset.write_text(good + "\n# validated\n", "utf-8")
@@ -87,10 +103,11 @@ def test_files_changed_after_validation_never_reach_a_worker(tmp_path: Path) -> 
         stop_server(server)
 
 
+@pytest.mark.once
 def test_a_replaced_worker_that_finds_new_valid_files_moves_every_worker(tmp_path: Path) -> None:
     server = start_server(tmp_path, workers=2, tiny=True)
     try:
-        pids = server.wait_for_workers(2)
+        pids = started(server)
         ruleset = next((tmp_path / "rulesets").glob("*.yaml"))
         ruleset.write_text(ruleset.read_text(encoding="utf-8") + "\n# edited\n", "utf-8")
         before = set(served(server.url, 24).values())

@@ -22,6 +22,8 @@ import psycopg
 import pytest
 from conftest import REPO, Server, copy_rulesets, free_port, start_server, stop_server
 
+pytestmark = pytest.mark.serial  # serial: see pyproject.toml
+
 KAQ = str(Path(sys.executable).parent / "kaq")
 DB_SOURCE = {"KAQ_RULESET_SOURCE": "db"}  # polling every 0.5 s, the default
 ACCOUNTS = [
@@ -116,6 +118,7 @@ def test_a_publish_reaches_both_replicas_within_2_seconds(replicas, pg_url, caps
         print(f"\nswitch-over after publish, 2 replicas x 3 publishes: {sorted(switch)}")
 
 
+@pytest.mark.once
 def test_a_broken_publish_changes_nothing_anywhere(replicas, pg_url) -> None:
     folder, servers = replicas
     before = versions(pg_url)
@@ -140,6 +143,7 @@ def test_a_broken_publish_changes_nothing_anywhere(replicas, pg_url) -> None:
     assert {serving(s) for s in servers} == {before[-1][1]}
 
 
+@pytest.mark.once
 def test_a_replica_killed_mid_publish_comes_back_on_the_new_version(
     replicas, pg_url, tmp_path
 ) -> None:
@@ -164,6 +168,7 @@ def test_a_replica_killed_mid_publish_comes_back_on_the_new_version(
     assert serving(again) == digest
 
 
+@pytest.mark.once
 def test_polling_switches_when_the_notification_is_missed_or_the_connection_drops(
     replicas, pg_url
 ) -> None:
@@ -227,6 +232,7 @@ class Client:
                 self.answers.append((time.time(), n % len(self.servers), digests))
 
 
+@pytest.mark.once
 def test_a_client_sees_no_failure_and_no_mixed_batch_during_publishes(
     replicas, pg_url, capsys
 ) -> None:

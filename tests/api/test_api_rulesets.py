@@ -10,7 +10,7 @@ from conftest import ADMIN_TOKEN, KEY_FACTS, Running, running, settings_for
 
 from api.registry import Registry
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]  # serial: see pyproject.toml
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 

@@ -24,6 +24,8 @@ import httpx
 import pytest
 from conftest import Server, start_server, stop_server
 
+pytestmark = pytest.mark.serial  # serial: see pyproject.toml
+
 # Short, so that the slow-client tests take seconds; the defaults are 10 s.
 HEADER_TIMEOUT = BODY_TIMEOUT = 3.0
 
@@ -280,6 +282,7 @@ def slow_client(server: Server, first: bytes, trickle: bytes, every: float = 0.2
     return Held(time.monotonic() - started, answer)
 
 
+@pytest.mark.once
 def test_slow_clients_are_cut_off_and_normal_traffic_is_not_held(server: Server) -> None:
     # regression: 100 slow connections were each held for the full 30 s
     request = (
@@ -321,6 +324,7 @@ def test_slow_clients_are_cut_off_and_normal_traffic_is_not_held(server: Server)
     assert max(normal) < 2
 
 
+@pytest.mark.once
 def test_a_long_body_at_a_steady_pace_is_not_cut_off(server: Server) -> None:
     # 9,000 bytes over ~4.5 s: longer than the 3 s grace, well above 500 bytes a second
     lines = [

@@ -28,6 +28,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytestmark = pytest.mark.serial  # serial: see pyproject.toml
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -189,6 +191,7 @@ def _served_digest(url: str) -> str:
     return httpx.get(url + "/v1/rulesets").json()["rulesets"][0]["digest"]
 
 
+@pytest.mark.once
 def test_the_studio_walk_of_issue_13(server, browser, tmp_path: Path, capsys) -> None:
     url, rulesets = server
     served_before = _served_digest(url)

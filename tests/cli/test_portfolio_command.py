@@ -16,7 +16,11 @@ CORPUS = ROOT / "corpus" / "accounts-2000.jsonl"
 
 
 def kaq(*args: str):
-    return CliRunner().invoke(app, ["portfolio", *args, "--rulesets", str(RULESETS)])
+    # a wide terminal, whatever the one running the tests: these tests read words, and at
+    # 80 columns rich wraps a long account name across two lines
+    return CliRunner(env={"COLUMNS": "160"}).invoke(
+        app, ["portfolio", *args, "--rulesets", str(RULESETS)]
+    )
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from cli import app
 from engine.spark import DECISION_FIELDS
 
+pytestmark = pytest.mark.serial  # serial: see pyproject.toml
+
 ROOT = Path(__file__).resolve().parents[2]
 RULESETS = ROOT / "rulesets"
 KAQ = str(Path(sys.executable).parent / "kaq")
@@ -81,6 +83,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[st
     return accounts, json.loads(verdicts.read_text(encoding="utf-8"))
 
 
+@pytest.mark.once
 def test_spark_decides_5000_accounts_as_kaq_evaluate_does(spark, corpus, tmp_path):
     accounts, verdicts = corpus
     out = tmp_path / "decisions.parquet"
@@ -122,6 +125,7 @@ def test_spark_full_verdicts_equal_kaq_evaluate_on_a_sample(corpus, tmp_path):
         assert json.loads(row["verdict"]) == verdicts[i], verdicts[i]["account_id"]
 
 
+@pytest.mark.once
 def test_bad_rows_are_kept_with_an_error_and_counted(tmp_path):
     good = {"account_id": "OK-1", "product_fit": "strong"}
     source = tmp_path / "mixed.jsonl"
@@ -162,6 +166,7 @@ def test_bad_rows_are_kept_with_an_error_and_counted(tmp_path):
     assert "annual_spend" in unknown["errors"][0]["msg"]  # the did-you-mean hint travels
 
 
+@pytest.mark.once
 def test_parquet_input_keeps_its_rows_in_order(spark, corpus, tmp_path):
     accounts, verdicts = corpus
     first = accounts.read_text(encoding="utf-8").splitlines()[:300]
@@ -177,6 +182,7 @@ def test_parquet_input_keeps_its_rows_in_order(spark, corpus, tmp_path):
         assert decision_of_row(r) == decision_of(v)
 
 
+@pytest.mark.once
 def test_an_existing_output_is_refused_unless_overwrite(corpus, tmp_path):
     accounts, _ = corpus
     out = tmp_path / "exists.jsonl"

@@ -15,6 +15,8 @@ import engine
 from engine.errors import DigestMismatch, RulesetError
 from engine.spark import PartitionEvaluator, error_counts, evaluate, prepared, ship
 
+pytestmark = pytest.mark.serial  # serial: see pyproject.toml
+
 ROOT = Path(__file__).resolve().parents[2]
 RULESETS = ROOT / "rulesets"
 ACCOUNT = {

@@ -14,6 +14,8 @@ import engine
 from engine import RulesetError
 from engine.lang.source import MAX_ALIASES, plain, read_yaml
 
+pytestmark = pytest.mark.serial  # serial: see pyproject.toml
+
 FIXTURES = FIXTURES / "invalid"
 BASE = (FIXTURES / "base.yaml").read_text(encoding="utf-8")
 

@@ -64,6 +64,16 @@ class Advisor:
         self.derived = {d.name: d for d in self.prog.derived}
         self.rules = {r.id: r for r in self.prog.rules}
         self.thresholds = _thresholds(self.prog)
+        # per number fact, in the thresholds' order: those it is compared with directly, and
+        # those of the derived facts it feeds (`_crossings` reads these, not the whole list)
+        self.direct_thresholds: dict[str, list[_Threshold]] = {}
+        self.derived_thresholds: dict[str, list[_Threshold]] = {}
+        for t in self.thresholds:
+            if isinstance(t.value, int | float):
+                self.direct_thresholds.setdefault(t.name, []).append(t)
+            feeds = self.derived.get(t.name)
+            for f in dict.fromkeys(feeds.input_deps) if feeds is not None else ():
+                self.derived_thresholds.setdefault(f, []).append(t)
         self.counts = _count_targets(self.prog)  # list fact -> [counts compared with]
         self.members = _member_targets(self.prog)  # list fact -> [values tested with `in`]
         self.decision_facts = _decision_facts(self.prog)
@@ -302,16 +312,12 @@ class Advisor:
         thresholds it is compared with directly, and those of the derived facts it feeds."""
         integer = decl.type == "integer"
         out: list[Any] = []
-        for t in self.thresholds:
-            if t.name == fact and isinstance(t.value, int | float):
-                out.extend(_sides(t.op, t.value, integer))
-        for t in self.thresholds:
-            derived = self.derived.get(t.name)
-            if derived is None or fact not in derived.input_deps:
-                continue
+        for t in self.direct_thresholds.get(fact, ()):
+            out.extend(_sides(t.op, t.value, integer))
+        for t in self.derived_thresholds.get(fact, ()):
             if only is not None and t.name not in only:
                 continue
-            x = _solve(derived.fn, env, fact, t, decl, exact)
+            x = _solve(self.derived[t.name].fn, env, fact, t, decl, exact)
             if x is not None:
                 out.append(x)
         return out

@@ -13,7 +13,7 @@ stop here; `engine.runtime.explain` turns a Decision into the full verdict.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +170,17 @@ class Plan:
                 )
             )
         self.screen_levels = tuple(screen_levels)
+        # a change of one fact (most of the advice's candidates): per level, the rules to
+        # evaluate again, read once here rather than merged on every screen
+        self.screen_one = {
+            f: tuple(
+                always + tuple(e for e in by_fact.get(f, ()) if e not in always)
+                for _level, by_fact, always, _step, _vars in self.screen_levels
+            )
+            for f in {f for _l, by_fact, *_ in self.screen_levels for f in by_fact}
+        }
+        self.segment_ids = frozenset(rid for rid, _seg in self.segment_rules)
+        self.stage_ids = frozenset(rid for rid, _st in self.stage_rules)
         # what decides the missing facts of each rule: its input facts, and per escalation
         self.deps = tuple(
             (r.id, tuple(r.input_deps), tuple(tuple(d) for d in r.esc_input_deps))
@@ -523,6 +534,8 @@ def num(v: Any) -> Any:
     return v
 
 
+_NO_RULES: tuple[tuple[Any, ...], ...] = ()  # a fact no deciding rule reads: `always` alone
+
 # the outcome variables each flag of `Plan._vars_at` stands for
 _VARS_OF = (
     (
@@ -564,10 +577,18 @@ class Screen:
             if v is None:
                 del facts[k], env[k]
         changed = changes.keys()
-        redo: set[int] = set()  # the derived facts that read a changed fact, by position
-        for f in changed:
-            redo.update(plan.derived_of.get(f, ()))
-        for i in sorted(redo):  # in their order: a derived fact may read an earlier one
+        derived_of = plan.derived_of
+        if len(changes) == 1:
+            (one,) = changed
+            redo: Iterable[int] = derived_of.get(one, ())  # already in their order
+            rules_at: tuple[tuple[Any, ...], ...] | None = plan.screen_one.get(one, _NO_RULES)
+        else:
+            rules_at = None
+            merged: set[int] = set()  # the derived facts that read a changed fact
+            for f in changed:
+                merged.update(derived_of.get(f, ()))
+            redo = sorted(merged)
+        for i in redo:  # in their order: a derived fact may read an earlier one
             name, fn = plan.derived[i]
             env.pop(name, None)
             v = fn(env)
@@ -581,12 +602,16 @@ class Screen:
         step_index: int | None = None
         if plan.vars0 is not None:
             self._vars(env, outcomes, moved, criteria, plan.vars0)
-        for level, by_fact, always, is_step_level, vars_ in plan.screen_levels:
-            rules: list[tuple[Any, ...]] = list(always)
-            for f in changed:
-                for entry in by_fact.get(f, ()):
-                    if entry not in rules:
-                        rules.append(entry)
+        for n, (level, by_fact, always, is_step_level, vars_) in enumerate(plan.screen_levels):
+            if rules_at is not None:
+                rules: Sequence[tuple[Any, ...]] = rules_at[n] if rules_at else always
+            else:
+                merged_rules = list(always)
+                for f in changed:
+                    for entry in by_fact.get(f, ()):
+                        if entry not in merged_rules:
+                            merged_rules.append(entry)
+                rules = merged_rules
             for rid, cond_fn, partly_fn in rules:  # only these can move
                 k = cond_fn(env)
                 kp = False
@@ -667,11 +692,16 @@ class Screen:
                     for name in _VARS_OF[0][1:]:
                         env[name] = was[name]
         if segments_now or stage_now:
-            if moved:
-                plan._outcome_vars(env, outcomes, {}, {}, (False, segments_now, stage_now))
-            else:
-                for now, names in ((segments_now, _VARS_OF[1]), (stage_now, _VARS_OF[2])):
-                    if now:
-                        for name in names:
-                            if name in was:
-                                env[name] = was[name]
+            # made again only when one of their own rules moved; else the account's own
+            again_segments = segments_now and not plan.segment_ids.isdisjoint(moved)
+            again_stage = stage_now and not plan.stage_ids.isdisjoint(moved)
+            if again_segments or again_stage:
+                plan._outcome_vars(env, outcomes, {}, {}, (False, again_segments, again_stage))
+            for now, again, names in (
+                (segments_now, again_segments, _VARS_OF[1]),
+                (stage_now, again_stage, _VARS_OF[2]),
+            ):
+                if now and not again:
+                    for name in names:
+                        if name in was:
+                            env[name] = was[name]

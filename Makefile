@@ -119,7 +119,7 @@ fmt: $(STAMP)
 
 # The benchmark harness of issue #12 (benchmarks/bench.py): engine, HTTP, batch and soak, each
 # figure beside the in-process engine rate of the same run; writes benchmarks/results.json.
-# About 40 minutes on 2 quiet cores (42 on 1 December 2026 at load 1; 58 at load 4-9);
+# 22 to 42 minutes on 2 quiet cores (22 and 42 on 1 December 2026 on two machines; 58 at load 4-9);
 # not in CI. bench-quick is the same harness at tiny sizes (under
 # a minute) with its output checked, and runs in `make test` so that the harness cannot rot.
 bench: $(STAMP)

@@ -13,7 +13,7 @@ stop here; `engine.runtime.explain` turns a Decision into the full verdict.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +21,13 @@ from engine.errors import EngineError, EvaluationError
 from engine.lang import expr as E
 from engine.lang.model import SEVERITY_RANK
 from engine.lang.program import OUTCOME_VARS, Program, Rule, Slot
+from engine.limits import MAX_MAGNITUDE
 from engine.runtime._durable import EngineRuleset, encoder_for
 
 _Encoder = Callable[[Mapping[str, Any]], list[str]]
 # the kinds of rule whose outcomes the decision steps read (through the outcome variables)
 _DECIDING = frozenset({"criterion", "segment", "stage"})
+_SCREEN_PLANS = 65536  # sets of changed facts whose screen plan is kept (see Plan.screen_plan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,15 +172,10 @@ class Plan:
                 )
             )
         self.screen_levels = tuple(screen_levels)
-        # a change of one fact (most of the advice's candidates): per level, the rules to
-        # evaluate again, read once here rather than merged on every screen
-        self.screen_one = {
-            f: tuple(
-                always + tuple(e for e in by_fact.get(f, ()) if e not in always)
-                for _level, by_fact, always, _step, _vars in self.screen_levels
-            )
-            for f in {f for _l, by_fact, *_ in self.screen_levels for f in by_fact}
-        }
+        # per set of changed facts (a fact alone, or the pair of a two-fact path): the
+        # derived facts to make again, in their order, and per level the rules to evaluate
+        # again; made on first use (`screen_plan`), so a screen only looks them up
+        self._screen_plans: dict[Any, tuple[tuple[int, ...], tuple[tuple[Any, ...], ...]]] = {}
         self.segment_ids = frozenset(rid for rid, _seg in self.segment_rules)
         self.stage_ids = frozenset(rid for rid, _st in self.stage_rules)
         # what decides the missing facts of each rule: its input facts, and per escalation
@@ -186,6 +183,26 @@ class Plan:
             (r.id, tuple(r.input_deps), tuple(tuple(d) for d in r.esc_input_deps))
             for r in prog.rules
         )
+
+    def screen_plan(self, changed: Any) -> tuple[tuple[int, ...], tuple[tuple[Any, ...], ...]]:
+        """What a screen changing these facts (one fact's name, or a frozenset of several)
+        evaluates again: the positions of the derived facts that read them, in order, and
+        per level the rules that read them or an outcome variable."""
+        held = self._screen_plans.get(changed)
+        if held is not None:
+            return held
+        facts = sorted(changed) if isinstance(changed, frozenset) else [changed]
+        redo = tuple(sorted({i for f in facts for i in self.derived_of.get(f, ())}))
+        per_level = []
+        for _level, by_fact, always, _step, _vars in self.screen_levels:
+            rules = list(always)
+            for f in facts:
+                rules += [e for e in by_fact.get(f, ()) if e not in rules]
+            per_level.append(tuple(rules))
+        made = (redo, tuple(per_level))
+        if len(self._screen_plans) < _SCREEN_PLANS:  # bounded: facts and pairs of facts
+            self._screen_plans[changed] = made
+        return made
 
     def _vars_at(self, level: int) -> tuple[bool, bool, bool] | None:
         vl = self.prog.var_level
@@ -483,29 +500,50 @@ def stage_encoder(slots: list[Slot]) -> _Encoder:
     """env -> the `"field":value` parts of one stage fact, absent values left out.
 
     Each slot's value goes through the engine seam's encoder for its static type
-    (`_durable.encoder_for`); booleans and enums read the env directly, the commonest case.
+    (`_durable.encoder_for`). The texts of booleans and enum values are that encoder's,
+    written once here with their field; an integer in range writes as itself (what the
+    number encoder gives it); everything else calls the encoder.
     """
-    direct: list[tuple[str, str, Callable[[Any], str]]] = []  # (name, prefix, encoder)
-    computed: list[tuple[Callable[[Mapping[str, Any]], Any], str, Callable[[Any], str]]] = []
+    bools: list[tuple[str, str, str]] = []  # (name, text when true, text when false)
+    enums: list[tuple[str, dict[Any, str], str, Callable[[Any], str]]] = []
+    numbers: list[tuple[str, str, Callable[[Any], str]]] = []
+    others: list[tuple[Callable[[Mapping[str, Any]], Any], str, Callable[[Any], str]]] = []
     for s in slots:
         kind = _kind(s.type)
-        enc = encoder_for(kind, s.type.values if kind == "enum" else None)
+        values = s.type.values if kind == "enum" else None
+        enc = encoder_for(kind, values)
         prefix = f'"{s.field}":'
-        if s.name is not None and kind != "number":
-            direct.append((s.name, prefix, enc))
+        if s.name is None:
+            others.append((slot_value(s), prefix, enc))
+        elif kind == "bool":
+            bools.append((s.name, prefix + enc(True), prefix + enc(False)))
+        elif kind == "enum" and values:
+            enums.append((s.name, {v: prefix + enc(v) for v in values}, prefix, enc))
+        elif kind == "number":
+            numbers.append((s.name, prefix, enc))
         else:
-            computed.append((slot_value(s), prefix, enc))
-    d, c = tuple(direct), tuple(computed)
+            others.append((slot_value(s), prefix, enc))
+    b, en, nu, ot = tuple(bools), tuple(enums), tuple(numbers), tuple(others)
+    lo, hi = -MAX_MAGNITUDE, MAX_MAGNITUDE
 
     def encode(env: Mapping[str, Any]) -> list[str]:
         parts: list[str] = []
         add = parts.append
         get = env.get
-        for key, prefix, enc in d:
+        for key, yes, no in b:
             v = get(key)
             if v is not None:
-                add(prefix + enc(v))
-        for value, prefix, enc in c:
+                add(yes if v else no)
+        for key, table, prefix, enc in en:
+            v = get(key)
+            if v is not None:
+                text = table.get(v)
+                add(text if text is not None else prefix + enc(v))
+        for key, prefix, enc in nu:
+            v = get(key)
+            if v is not None:
+                add(prefix + (str(v) if type(v) is int and lo <= v <= hi else enc(v)))
+        for value, prefix, enc in ot:
             v = value(env)
             if v is not None:
                 add(prefix + enc(v))
@@ -533,8 +571,6 @@ def num(v: Any) -> Any:
         return int(v)
     return v
 
-
-_NO_RULES: tuple[tuple[Any, ...], ...] = ()  # a fact no deciding rule reads: `always` alone
 
 # the outcome variables each flag of `Plan._vars_at` stands for
 _VARS_OF = (
@@ -571,23 +607,13 @@ class Screen:
 
     def __call__(self, changes: Mapping[str, Any]) -> Decision:
         plan, base = self.plan, self.base
+        key: Any = next(iter(changes)) if len(changes) == 1 else frozenset(changes)
+        redo, rules_at = plan.screen_plan(key)
         facts = {**base.facts, **changes}
         env: dict[str, Any] = {**facts, **self.derived}
         for k, v in changes.items():
             if v is None:
                 del facts[k], env[k]
-        changed = changes.keys()
-        derived_of = plan.derived_of
-        if len(changes) == 1:
-            (one,) = changed
-            redo: Iterable[int] = derived_of.get(one, ())  # already in their order
-            rules_at: tuple[tuple[Any, ...], ...] | None = plan.screen_one.get(one, _NO_RULES)
-        else:
-            rules_at = None
-            merged: set[int] = set()  # the derived facts that read a changed fact
-            for f in changed:
-                merged.update(derived_of.get(f, ()))
-            redo = sorted(merged)
         for i in redo:  # in their order: a derived fact may read an earlier one
             name, fn = plan.derived[i]
             env.pop(name, None)
@@ -602,16 +628,9 @@ class Screen:
         step_index: int | None = None
         if plan.vars0 is not None:
             self._vars(env, outcomes, moved, criteria, plan.vars0)
-        for n, (level, by_fact, always, is_step_level, vars_) in enumerate(plan.screen_levels):
-            if rules_at is not None:
-                rules: Sequence[tuple[Any, ...]] = rules_at[n] if rules_at else always
-            else:
-                merged_rules = list(always)
-                for f in changed:
-                    for entry in by_fact.get(f, ()):
-                        if entry not in merged_rules:
-                            merged_rules.append(entry)
-                rules = merged_rules
+        for rules, (level, _by_fact, _always, is_step_level, vars_) in zip(
+            rules_at, plan.screen_levels, strict=True
+        ):
             for rid, cond_fn, partly_fn in rules:  # only these can move
                 k = cond_fn(env)
                 kp = False

@@ -122,21 +122,31 @@ class Plan:
             )
             for level in prog.levels
         )
-        # the same without the rules the decision does not read (guardrails): `verify`
-        # what `confirm` asks the engine, per level: the stage encoder, the engine names of
-        # the rules the decision reads, and whether decision steps are at this level
+        # what `confirm` asks the engine: a ruleset of the engine rules the decision reads
+        # (criteria, segments, stages and the decision steps; no guardrail), whose stage
+        # facts carry only the fields those rules compare. Per level that has such rules:
+        # its encoder, the deciding rules' engine names, and whether steps are at it
+        deciding = {r.id for r in prog.rules if r.kind in _DECIDING}
+        self.confirm_rules: dict[str, tuple[int, Any]] = {
+            name: (er.level, er.cond)
+            for name, er in prog.engine_rules.items()
+            if er.role == "step" or (er.owner in deciding and er.role in ("pos", "ppos"))
+        }
+        fields: set[str] = set()
+        for _level, cond in self.confirm_rules.values():
+            fields |= _fields_in(cond, prog.slots)
         self.confirm_levels = tuple(
             (
                 level,
-                encode,
+                stage_encoder([s for s in prog.level_fields.get(level, []) if s.field in fields]),
                 tuple(
                     (r.id, r.kind, r.engine["pos"], r.engine.get("ppos"))
                     for r in prog.rules_by_level.get(level, ())
                     if r.kind in _DECIDING
                 ),
-                is_step,
+                level in prog.step_levels,
             )
-            for level, encode, _rules, is_step, _vars in self.levels
+            for level in sorted({lv for lv, _c in self.confirm_rules.values()})
         )
         self.criteria = tuple(
             (r.id, bool(r.decl.required), *points(r))
@@ -321,12 +331,13 @@ class Plan:
         )
 
     def confirm(self, engine: EngineRuleset, screened: Decision) -> None:
-        """Have durable_rules decide the account a screen decided (see :class:`Screen`):
-        its stage facts are asserted, and every rule the decision reads must fire exactly
-        where the screen says it holds (met, partly met, a segment, a stage), and the
-        engine must take the decision step the screen took; else EngineError. What the
-        screen found is then what the engine decides: the score (from the criteria the
-        engine fired) and the qualification (from the step it fired)."""
+        """Have durable_rules decide the account a screen decided (see :class:`Screen`),
+        `engine` being the ruleset of `confirm_rules`: its stage facts are asserted, and
+        every rule the decision reads must fire exactly where the screen says it holds
+        (met, partly met, a segment, a stage), and the engine must take the decision step
+        the screen took; else EngineError. What the screen found is then what the engine
+        decides: the score (from the criteria the engine fired) and the qualification
+        (from the step it fired)."""
         env = screened.env
         outcomes, criteria = screened.outcomes, screened.criteria
         fired_all: set[str] = set()
@@ -440,6 +451,20 @@ class Plan:
                 )
             if fired:
                 env["stage"] = fired[0][1]
+
+
+def _fields_in(cond: Any, slots: Mapping[str, Slot]) -> set[str]:
+    """The stage-fact fields an engine condition compares."""
+    out: set[str] = set()
+    if isinstance(cond, dict):
+        for k, v in cond.items():
+            if k in slots:
+                out.add(k)
+            out |= _fields_in(v, slots)
+    elif isinstance(cond, list):
+        for v in cond:
+            out |= _fields_in(v, slots)
+    return out
 
 
 def _rule_plan(r: Rule) -> tuple[Any, ...]:
@@ -572,20 +597,6 @@ def num(v: Any) -> Any:
     return v
 
 
-# the outcome variables each flag of `Plan._vars_at` stands for
-_VARS_OF = (
-    (
-        "score",
-        "required_not_met",
-        "required_not_evaluable",
-        "required_not_met_rules",
-        "required_not_evaluable_rules",
-    ),
-    ("segments",),
-    ("stage",),
-)
-
-
 class Screen:
     """What deciding one account again with some facts changed would give for the
     decision's own outputs (qualification, score, criteria, segments, stage), by the
@@ -598,36 +609,45 @@ class Screen:
     gives what the engine would; whatever the advice reports is decided again by `decide`.
     """
 
-    __slots__ = ("plan", "base", "derived", "partly")
+    __slots__ = ("plan", "base", "env", "partly", "steps")
 
     def __init__(self, plan: Plan, base: Decision):
         self.plan, self.base = plan, base
-        self.derived = {n: base.env[n] for n, _fn in plan.derived if n in base.env}
+        # a candidate's env starts as the account's own: facts, derived values and outcome
+        # variables. A rule reads only outcome variables made at earlier levels, and each
+        # is made again at its level when one of its rules moved, so the account's values
+        # stand exactly where nothing that makes them moved.
+        self.env = dict(base.env)
         self.partly = {rid: c[0] == "partly_met" for rid, c in base.criteria.items()}
+        self.steps = plan.prog.steps
 
     def __call__(self, changes: Mapping[str, Any]) -> Decision:
         plan, base = self.plan, self.base
         key: Any = next(iter(changes)) if len(changes) == 1 else frozenset(changes)
-        redo, rules_at = plan.screen_plan(key)
-        facts = {**base.facts, **changes}
-        env: dict[str, Any] = {**facts, **self.derived}
+        held = plan._screen_plans.get(key)
+        redo, rules_at = held if held is not None else plan.screen_plan(key)
+        facts = dict(base.facts)
+        facts.update(changes)
+        env = self.env.copy()
+        env.update(changes)
         for k, v in changes.items():
             if v is None:
                 del facts[k], env[k]
+        derived = plan.derived
         for i in redo:  # in their order: a derived fact may read an earlier one
-            name, fn = plan.derived[i]
+            name, fn = derived[i]
             env.pop(name, None)
             v = fn(env)
             if v is not None:
                 env[name] = E.rnd(v)
         was = base.outcomes
-        outcomes: dict[str, str] = dict(was)
+        outcomes = was
         partly = self.partly
         moved: dict[str, bool] = {}  # rule id -> its partly_when, for the rules that moved
-        criteria: dict[str, tuple[str, Any]] = {}
+        criteria: dict[str, tuple[str, Any]] = base.criteria
         step_index: int | None = None
-        if plan.vars0 is not None:
-            self._vars(env, outcomes, moved, criteria, plan.vars0)
+        steps = self.steps
+        first_step = 0  # the decision steps not yet tried (their conditions were false)
         for rules, (level, _by_fact, _always, is_step_level, vars_) in zip(
             rules_at, plan.screen_levels, strict=True
         ):
@@ -645,22 +665,31 @@ class Screen:
                             outcome = "fired"
                         elif p is None:
                             outcome = "not_evaluable"
-                if outcome != was.get(rid) or kp != partly.get(rid, False):
+                if outcome != was[rid] or kp != partly.get(rid, False):
+                    if outcomes is was:
+                        outcomes = dict(was)
                     outcomes[rid] = outcome
                     moved[rid] = kp
+            if moved and vars_ is not None:  # a rule moved here or before: the variables
+                criteria = self._vars(env, outcomes, moved, criteria, vars_)
             if is_step_level and step_index is None:
-                step_index = plan._step_by_conditions(env, level)
-            if vars_ is not None:
-                self._vars(env, outcomes, moved, criteria, vars_)
-        if plan.prog.steps and step_index is None:
-            step_index = len(plan.prog.steps) - 1
-            env["qualification"] = plan.prog.steps[step_index].qualification
+                for s in steps[first_step:]:
+                    if s.level > level:
+                        break
+                    if s.fn is None or s.fn(env) is True:
+                        env["qualification"] = s.qualification
+                        step_index = s.index
+                        break
+                    first_step += 1
+        if steps and step_index is None:
+            step_index = len(steps) - 1
+            env["qualification"] = steps[step_index].qualification
         return Decision(
             plan.ruleset,
             facts,
             env,
-            outcomes,
-            criteria or base.criteria,
+            outcomes,  # the account's own when nothing moved (a Decision is not changed)
+            criteria,
             {},
             {},
             step_index,
@@ -676,22 +705,19 @@ class Screen:
         moved: Mapping[str, bool],
         criteria: dict[str, tuple[str, Any]],
         flags: tuple[bool, bool, bool],
-    ) -> None:
-        """The outcome variables: the account's own, with the moved rules' part changed."""
+    ) -> dict[str, tuple[str, Any]]:
+        """The outcome variables made at this level, made again where one of their rules
+        moved (the account's own stand otherwise); the criteria, with the moved ones'."""
         plan, base = self.plan, self.base
-        was = base.env
         score_now, segments_now, stage_now = flags
-        if score_now:
-            moved_criteria = [rid for rid in moved if rid in plan.criterion_points]
-            if not moved_criteria or "score" not in was:
-                for name in _VARS_OF[0]:
-                    if name in was:
-                        env[name] = was[name]
-            else:
+        if score_now and "score" in base.env:
+            points = plan.criterion_points
+            moved_criteria = [rid for rid in moved if rid in points]
+            if moved_criteria:
+                criteria = dict(base.criteria)
                 required = False
-                criteria.update(base.criteria)
                 for rid in moved_criteria:
-                    req, full, half = plan.criterion_points[rid]
+                    req, full, half = points[rid]
                     criteria[rid] = criterion_result(outcomes[rid], moved[rid], full, half)
                     required = required or req
                 score = 0.0
@@ -699,28 +725,23 @@ class Screen:
                     score += criteria[rid][1]
                 env["score"] = num(E.rnd(score))
                 if required:  # the counts of required criteria not met, not evaluable
-                    not_met = [r for r, q, *_ in plan.criteria if q and criteria[r][0] == "not_met"]
-                    not_eval = [
-                        r for r, q, *_ in plan.criteria if q and criteria[r][0] == "not_evaluable"
-                    ]
+                    not_met: list[str] = []
+                    not_eval: list[str] = []
+                    for r, q, *_ in plan.criteria:
+                        if q:
+                            c = criteria[r][0]
+                            if c == "not_met":
+                                not_met.append(r)
+                            elif c == "not_evaluable":
+                                not_eval.append(r)
                     env["required_not_met"] = len(not_met)
                     env["required_not_evaluable"] = len(not_eval)
                     env["required_not_met_rules"] = not_met
                     env["required_not_evaluable_rules"] = not_eval
-                else:
-                    for name in _VARS_OF[0][1:]:
-                        env[name] = was[name]
-        if segments_now or stage_now:
-            # made again only when one of their own rules moved; else the account's own
-            again_segments = segments_now and not plan.segment_ids.isdisjoint(moved)
-            again_stage = stage_now and not plan.stage_ids.isdisjoint(moved)
-            if again_segments or again_stage:
-                plan._outcome_vars(env, outcomes, {}, {}, (False, again_segments, again_stage))
-            for now, again, names in (
-                (segments_now, again_segments, _VARS_OF[1]),
-                (stage_now, again_stage, _VARS_OF[2]),
-            ):
-                if now and not again:
-                    for name in names:
-                        if name in was:
-                            env[name] = was[name]
+        again_segments = segments_now and not plan.segment_ids.isdisjoint(moved)
+        again_stage = stage_now and not plan.stage_ids.isdisjoint(moved)
+        if again_stage:
+            env.pop("stage", None)  # no stage rule holding: no stage
+        if again_segments or again_stage:
+            plan._outcome_vars(env, outcomes, {}, {}, (False, again_segments, again_stage))
+        return criteria

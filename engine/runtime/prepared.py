@@ -61,12 +61,19 @@ class PreparedRuleset:
         self._port_plan = Plan(port, self.ref) if port else None
         self._port_explainer: Explainer | None = None
         self.engine = _engine_for(self.name, self.program)
-        self.advisor = Advisor(compiled, self.plan, self.engine, self.texts)
+        made = [self.engine]
         try:
+            # the advice's paths are decided again by a ruleset of the deciding rules alone
+            self.confirm_engine = _engine_for(
+                self.name + "-decide", self.program, self.plan.confirm_rules
+            )
+            made.append(self.confirm_engine)
             self.portfolio_engine = _engine_for(self.name + "-portfolio", port) if port else None
         except EngineError:
-            self.engine.close()
+            for e in made:
+                e.close()
             raise
+        self.advisor = Advisor(compiled, self.plan, self.confirm_engine, self.texts)
 
     # -- what the ruleset is
     @property
@@ -227,6 +234,7 @@ class PreparedRuleset:
     def close(self) -> None:
         """Free the engine rulesets (after the last evaluation that uses them)."""
         self.engine.close()
+        self.confirm_engine.close()
         if self.portfolio_engine is not None:
             self.portfolio_engine.close()
 
@@ -263,7 +271,11 @@ def bind(compiled: Compiled, path: Path | None = None) -> PreparedRuleset:
         ) from None
 
 
-def _engine_for(label: str, prog: Program) -> EngineRuleset:
-    rules = {name: (er.level, er.cond) for name, er in prog.engine_rules.items()}
+def _engine_for(
+    label: str, prog: Program, rules: Mapping[str, tuple[int, Any]] | None = None
+) -> EngineRuleset:
+    """The program's engine rules (or those of `rules`) as one durable_rules ruleset."""
+    if rules is None:
+        rules = {name: (er.level, er.cond) for name, er in prog.engine_rules.items()}
     safe = "".join(ch if ch.isalnum() else "_" for ch in label)[:40]
     return EngineRuleset(safe, rules, prog.atom_count)

@@ -534,6 +534,13 @@ def _solve(
     lo = decl.min if decl.min is not None else -MAX_MAGNITUDE
     hi = decl.max if decl.max is not None else MAX_MAGNITUDE
     for direction in (1, -1):
+        # the far end of the domain first: where the derived fact is monotone in this
+        # fact (sums, products and ratios of amounts, as the rulesets write them), an end
+        # that keeps today's answer means no value on that side flips it, and the
+        # expanding search (up to 50 evaluations) is spared
+        edge = hi if direction > 0 else lo
+        if holds(float(edge)) == now:
+            continue
         step = max(abs(float(x0)), 1.0)
         far = float(x0)
         for _ in range(50):

@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.lang import expr as E
 from engine.lang.model import AdviceDecl, FactDecl
-from engine.lang.program import Compiled, Program
+from engine.lang.program import OUTCOME_VARS, Compiled, Program
 from engine.limits import MAX_MAGNITUDE
 from engine.runtime._durable import EngineRuleset
 from engine.runtime.decide import Decision, Plan, Screen, num
@@ -83,6 +83,12 @@ class Advisor:
             for r in self.prog.rules
             if r.kind == "criterion"
         }
+        # per criterion, the input facts a change of which can move its comparisons (None:
+        # any, for one that reads an outcome variable, which any change can move)
+        self.criterion_deps: dict[str, frozenset[str] | None] = {
+            r.id: None if any(n in OUTCOME_VARS for n in r.reads) else frozenset(r.input_deps)
+            for r in self.prog.rules
+        }
         self.step_facts = {
             n.name
             for st in self.prog.steps
@@ -130,12 +136,12 @@ class Advisor:
         ]
         if len(found) < self.advice.max_paths and self.advice.max_changes >= 2:
             unmet = [
-                (checks, sum(1 for c in checks if c(d.env) is True))
+                (checks, sum(1 for c in checks if c(d.env) is True), self.criterion_deps[r.id])
                 for r in self.prog.rules
                 if r.kind == "criterion" and d.criteria.get(r.id, ("",))[0] != "met"
                 for checks in [self.criterion_checks[r.id]]
             ]
-            progress = [(c, x) for c, x in singles if _progress(d, x, unmet)]
+            progress = [(c, x) for c, x in singles if _progress(d, x, unmet, c.fact)]
             found += self._pairs(d, screen, floor, progress)
         best: dict[frozenset[str], tuple[list[Change], Decision]] = {}
         for changes, d2 in found:
@@ -458,10 +464,11 @@ def _better(a: Decision, b: Decision, rank: Callable[[Any], int]) -> bool:
     return (rank(a.qualification), _score(a)) > (rank(b.qualification), _score(b))
 
 
-def _progress(d: Decision, d2: Decision, unmet: Sequence[Any]) -> bool:
-    """Could this change help on the way up (combined with another)? It raises the score,
-    clears a required criterion, adds a segment, or makes more of the comparisons of a
-    criterion that is not met hold (a criterion of two conditions needs both changes)."""
+def _progress(d: Decision, d2: Decision, unmet: Sequence[Any], fact: str) -> bool:
+    """Could this change of `fact` help on the way up (combined with another)? It raises
+    the score, clears a required criterion, adds a segment, or makes more of the
+    comparisons of a criterion that is not met hold (a criterion of two conditions needs
+    both changes); a criterion that does not read the fact keeps its comparisons."""
     e, e2 = d.env, d2.env
     if (
         _score(d2) > _score(d)
@@ -470,8 +477,8 @@ def _progress(d: Decision, d2: Decision, unmet: Sequence[Any]) -> bool:
         or bool(set(e2.get("segments", ())) - set(e.get("segments", ())))
     ):
         return True
-    for checks, before in unmet:  # (a criterion's comparisons, how many hold today)
-        if sum(1 for c in checks if c(e2) is True) > before:
+    for checks, before, deps in unmet:  # (a criterion's comparisons, how many hold today)
+        if (deps is None or fact in deps) and sum(1 for c in checks if c(e2) is True) > before:
             return True
     return False
 

@@ -373,7 +373,7 @@ def test_the_advice_screen_gives_what_the_engine_decides_for_every_change(rs) ->
 
     rng = random.Random(11)
     names = [n for n in rs.fact_decls if n not in ("account_id", "name")]
-    checked = 0
+    checked = chained = 0
     for facts in SAMPLE[::12]:
         valid = rs.validate_facts(facts)
         base = rs.decide_valid(valid)
@@ -394,8 +394,22 @@ def test_the_advice_screen_gives_what_the_engine_decides_for_every_change(rs) ->
                 want.stage,
             ), (facts.get("account_id"), changes)
             assert got.criteria == want.criteria, (facts.get("account_id"), changes)
+            if len(changes) == 2:
+                # a pair as the advice screens it: the second change on top of the first
+                (fa, a), (fb, b) = changes.items()
+                first = screen({fa: a})
+                then = rs.plan.screener(first)({fb: b})
+                assert (then.qualification, then.score, then.segments, then.stage) == (
+                    want.qualification,
+                    want.score,
+                    want.segments,
+                    want.stage,
+                ), (facts.get("account_id"), changes, "chained")
+                assert then.criteria == want.criteria, (facts.get("account_id"), changes)
+                chained += 1
             checked += 1
     assert checked > 6_000
+    assert chained > 300
 
 
 def _inflate_score(d):  # a screen that claims two more points than the engine

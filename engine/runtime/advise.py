@@ -367,8 +367,14 @@ class Advisor:
         pairs = [(a, b) for a, b in combinations(progress, 2) if a[0].fact != b[0].fact]
         pairs.sort(key=lambda p: -((_score(p[0][1]) - s0) + (_score(p[1][1]) - s0)))
         found: list[tuple[list[Change], Decision]] = []
+        # a pair is screened as its second change on top of the first one's decision: the
+        # rules that read only the first keep what its screen found (`decide.Screen`)
+        on: dict[int, Screen] = {}
         for (a, da), (b, db) in pairs[:_PAIR_BUDGET]:
-            d3 = self._screen(screen, [a, b])
+            then = on.get(id(da))
+            if then is None:
+                then = on[id(da)] = self.plan.screener(da)
+            d3 = self._screen(then, [b])
             if d3 is None:
                 continue
             q3 = self.rank(d3.qualification)

@@ -189,10 +189,10 @@ class Plan:
         self.segment_ids = frozenset(rid for rid, _seg in self.segment_rules)
         self.stage_ids = frozenset(rid for rid, _st in self.stage_rules)
         # what decides the missing facts of each rule: its input facts, and per escalation
-        self.deps = tuple(
-            (r.id, tuple(r.input_deps), tuple(tuple(d) for d in r.esc_input_deps))
+        self.deps = {
+            r.id: (tuple(r.input_deps), tuple(tuple(d) for d in r.esc_input_deps))
             for r in prog.rules
-        )
+        }
 
     def screen_plan(self, changed: Any) -> tuple[tuple[int, ...], tuple[tuple[Any, ...], ...]]:
         """What a screen changing these facts (one fact's name, or a frozenset of several)
@@ -235,6 +235,7 @@ class Plan:
         parts: dict[str, tuple[bool | None, ...]] = {}
         scopes: dict[str, str] = {}
         fired_all: set[str] = set()
+        unknown: list[str] = []  # the rules not evaluable, in order
         step_index: int | None = None
         if self.vars0 is not None:
             self._outcome_vars(env, outcomes, partly, criteria, self.vars0)
@@ -269,6 +270,8 @@ class Plan:
                             elif kp is None:
                                 outcome = "not_evaluable"
                     outcomes[rid] = outcome
+                    if outcome == "not_evaluable":
+                        unknown.append(rid)
                     if default_sev is not None and outcome == "fired":
                         best = -1
                         for j, (name, fn, sev, rank) in enumerate(escs):
@@ -308,14 +311,13 @@ class Plan:
             step_index = len(prog.steps) - 1
             env["qualification"] = prog.steps[step_index].qualification
         absent: set[str] = set()
-        for rid, input_deps, esc_deps in self.deps:
-            outcome = outcomes[rid]
-            if outcome == "not_evaluable":
-                absent.update(n for n in input_deps if n not in facts)
-            elif outcome == "fired" and rid in undecided:
-                # an escalation left unknown did not raise the severity: say what would decide it
-                for j in undecided[rid]:
-                    absent.update(n for n in esc_deps[j] if n not in facts)
+        deps = self.deps
+        for rid in unknown:
+            absent.update(n for n in deps[rid][0] if n not in facts)
+        for rid, escalations in undecided.items():
+            # an escalation left unknown did not raise the severity: say what would decide it
+            for j in escalations:
+                absent.update(n for n in deps[rid][1][j] if n not in facts)
         return Decision(
             self.ruleset,
             facts,

@@ -98,7 +98,7 @@ def test_memoised_messages_equal_fresh_rendering(rs: Any, data: st.DataObject) -
     c = rs.compiled
 
     def fresh(text: dict[str, str]) -> dict[str, str]:
-        args = (rs.program.units, rs.currency, c.labels, c.missing)
+        args = (rs.program.units, rs.currency, c.labels, c.missing, rs.program.words)
         return {lang: render(text[lang], values, args[0], lang, *args[1:]) for lang in ("en", "zh")}
 
     for _ in range(2):  # a cold memo, then a warm one

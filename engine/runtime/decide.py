@@ -153,6 +153,8 @@ class Plan:
             for r in prog.rules_of_kind.get("criterion", ())
         )
         self.criterion_points = {rid: (req, full, half) for rid, req, full, half in self.criteria}
+        self.criterion_ids = tuple(rid for rid, *_ in self.criteria)
+        self.required_ids = tuple(rid for rid, req, *_ in self.criteria if req)
         self.segment_rules = tuple(
             (r.id, r.decl.segment) for r in prog.rules_of_kind.get("segment", ())
         )
@@ -723,19 +725,18 @@ class Screen:
                     criteria[rid] = criterion_result(outcomes[rid], moved[rid], full, half)
                     required = required or req
                 score = 0.0
-                for rid, *_ in plan.criteria:  # summed in rule order, as `decide` does
+                for rid in plan.criterion_ids:  # summed in rule order, as `decide` does
                     score += criteria[rid][1]
                 env["score"] = num(E.rnd(score))
                 if required:  # the counts of required criteria not met, not evaluable
                     not_met: list[str] = []
                     not_eval: list[str] = []
-                    for r, q, *_ in plan.criteria:
-                        if q:
-                            c = criteria[r][0]
-                            if c == "not_met":
-                                not_met.append(r)
-                            elif c == "not_evaluable":
-                                not_eval.append(r)
+                    for rid in plan.required_ids:
+                        c = criteria[rid][0]
+                        if c == "not_met":
+                            not_met.append(rid)
+                        elif c == "not_evaluable":
+                            not_eval.append(rid)
                     env["required_not_met"] = len(not_met)
                     env["required_not_evaluable"] = len(not_eval)
                     env["required_not_met_rules"] = not_met

@@ -58,6 +58,7 @@ class Advisor:
         self.currency = doc.currency
         self.advice: AdviceDecl | None = doc.advice
         self.ladder: list[str] = list(doc.advice.ladder) if doc.advice else []
+        self._ranks = {q: i for i, q in reversed(list(enumerate(self.ladder)))}
         self.decls: Mapping[str, FactDecl] = doc.facts
         self.qualification_labels = {k: v.model_dump() for k, v in doc.qualifications.items()}
         self.actionable = [n for n, d in doc.facts.items() if d.actionable]
@@ -65,7 +66,7 @@ class Advisor:
         self.rules = {r.id: r for r in self.prog.rules}
         self.thresholds = _thresholds(self.prog)
         # per number fact, in the thresholds' order: those it is compared with directly, and
-        # those of the derived facts it feeds (`_crossings` reads these, not the whole list)
+        # those of the derived facts it feeds (`_static` and `_solved` read these)
         self.direct_thresholds: dict[str, list[_Threshold]] = {}
         self.derived_thresholds: dict[str, list[_Threshold]] = {}
         for t in self.thresholds:
@@ -74,6 +75,7 @@ class Advisor:
             feeds = self.derived.get(t.name)
             for f in dict.fromkeys(feeds.input_deps) if feeds is not None else ():
                 self.derived_thresholds.setdefault(f, []).append(t)
+        self._static_values = {n: self._static(n, d) for n, d in doc.facts.items()}
         self.counts = _count_targets(self.prog)  # list fact -> [counts compared with]
         self.members = _member_targets(self.prog)  # list fact -> [values tested with `in`]
         self.decision_facts = _decision_facts(self.prog)
@@ -99,20 +101,19 @@ class Advisor:
 
     # -- the public answers
     def advise(self, d: Decision) -> dict[str, Any]:
-        """`what_it_would_take` and `decisive_missing_facts` of a decision."""
+        """`what_it_would_take` and `decisive_missing_facts` of a decision (one screen of
+        the account for both: a change both searches try is decided once)."""
+        screen = _Memo(self.plan.screener(d))
         return {
-            "what_it_would_take": self.what_it_would_take(d) if self.advice else [],
-            "decisive_missing_facts": self.decisive_missing_facts(d),
+            "what_it_would_take": self.what_it_would_take(d, screen) if self.advice else [],
+            "decisive_missing_facts": self.decisive_missing_facts(d, screen),
         }
 
     def rank(self, qualification: Any) -> int:
         """The qualification's step on the ladder (-1 when it is not on it)."""
-        try:
-            return self.ladder.index(qualification)
-        except ValueError:
-            return -1
+        return self._ranks.get(qualification, -1) if isinstance(qualification, str) else -1
 
-    def what_it_would_take(self, d: Decision) -> list[dict[str, Any]]:
+    def what_it_would_take(self, d: Decision, screen: _Memo | None = None) -> list[dict[str, Any]]:
         """Up to `max_paths` paths up: the fewest changes of facts that lift the account at
         least one step, each checked by deciding the account again with them applied."""
         assert self.advice is not None
@@ -125,10 +126,11 @@ class Advisor:
         floor = max(base, 0)
         facts = self._missing_deciding(d) if insufficient else self._could_lift(d)
         derived = {n for r in self._lifting_rules(d) for n in r.reads if n in self.derived}
-        screen = self.plan.screener(d)
+        if screen is None:
+            screen = _Memo(self.plan.screener(d))
         singles: list[tuple[Change, Decision]] = []
         for change in self._candidates(d, facts, derived):
-            d2 = self._screen(screen, [change])
+            d2 = screen.one(change)
             if d2 is not None:
                 singles.append((change, d2))
         found: list[tuple[list[Change], Decision]] = [
@@ -142,7 +144,7 @@ class Advisor:
                 for checks in [self.criterion_checks[r.id]]
             ]
             progress = [(c, x) for c, x in singles if _progress(d, x, unmet, c.fact)]
-            found += self._pairs(d, screen, floor, progress)
+            found += self._pairs(d, floor, progress)
         best: dict[frozenset[str], tuple[list[Change], Decision]] = {}
         for changes, d2 in found:
             key = frozenset(c.fact for c in changes)
@@ -158,18 +160,19 @@ class Advisor:
             for changes, d2 in ordered[: self.advice.max_paths]
         ]
 
-    def decisive_missing_facts(self, d: Decision) -> list[str]:
+    def decisive_missing_facts(self, d: Decision, screen: _Memo | None = None) -> list[str]:
         """The missing facts some value of which changes the qualification, most decisive
         first: those that alone decide it (an account of insufficient data gets one of the
         ladder's qualifications), then the others, each in the order of missing_facts."""
         rows: list[tuple[int, int, str]] = []
-        screen = self.plan.screener(d)
+        if screen is None:
+            screen = _Memo(self.plan.screener(d))
         undecided = self.rank(d.qualification) < 0
         for i, fact in enumerate(self._missing_deciding(d)):
             changes = False
             decides = undecided  # alone decides: every value gives a qualification on the ladder
             for change in self._candidates(d, [fact], exact=False):
-                d2 = self._screen(screen, [change])
+                d2 = screen.one(change)
                 if d2 is None:
                     continue
                 changes = changes or d2.qualification != d.qualification
@@ -285,28 +288,45 @@ class Advisor:
         a derived fact (else any value beyond it: enough to learn whether it matters)."""
         out: list[Change] = []
         env = d.env
+        static = self._static_values
         for fact in facts:
             decl = self.decls.get(fact)
             if decl is None:
                 continue
             now = d.facts.get(fact)
-            values: list[Any] = []
-            if decl.type == "boolean":
-                values = [True, False]
-            elif decl.type == "enum":
-                values = list(decl.values or ())
-            elif decl.type in ("integer", "number"):
-                values = self._crossings(fact, decl, env, derived, exact)
+            # the values every account has (a domain, the sides of direct thresholds), made
+            # at load; then those of this account (derived thresholds, list values)
+            values = static.get(fact, ())
+            more: list[Any] = []
+            if decl.type in ("integer", "number"):
+                more = self._solved(fact, decl, env, derived, exact)
             elif decl.type == "list":
-                values = self._list_values(fact, decl, now)
-            seen: list[Any] = []
-            for v in values:
+                more = self._list_values(fact, decl, now)
+            seen: list[Any] = [v for v in values if v != now]
+            for v in more:
                 if v is not None and v != now and v not in seen and _fits(decl, v):
                     seen.append(v)
             out.extend(Change(fact, v) for v in seen)
         return out
 
-    def _crossings(
+    def _static(self, fact: str, decl: FactDecl) -> list[Any]:
+        """A fact's candidate values that do not depend on the account, in order, unique."""
+        values: list[Any] = []
+        if decl.type == "boolean":
+            values = [True, False]
+        elif decl.type == "enum":
+            values = list(decl.values or ())
+        elif decl.type in ("integer", "number"):
+            integer = decl.type == "integer"
+            for t in self.direct_thresholds.get(fact, ()):
+                values.extend(_sides(t.op, t.value, integer))
+        seen: list[Any] = []
+        for v in values:
+            if v is not None and v not in seen and _fits(decl, v):
+                seen.append(v)
+        return seen
+
+    def _solved(
         self,
         fact: str,
         decl: FactDecl,
@@ -314,12 +334,9 @@ class Advisor:
         only: set[str] | None = None,
         exact: bool = True,
     ) -> list[Any]:
-        """Values of a number fact just on each side of every threshold it meets: the
-        thresholds it is compared with directly, and those of the derived facts it feeds."""
-        integer = decl.type == "integer"
+        """Values of a number fact that cross the thresholds of the derived facts it feeds,
+        for this account (those it is compared with directly are in `_static`)."""
         out: list[Any] = []
-        for t in self.direct_thresholds.get(fact, ()):
-            out.extend(_sides(t.op, t.value, integer))
         for t in self.derived_thresholds.get(fact, ()):
             if only is not None and t.name not in only:
                 continue
@@ -359,7 +376,7 @@ class Advisor:
         return screened
 
     def _pairs(
-        self, d: Decision, screen: Screen, base: int, progress: list[tuple[Change, Decision]]
+        self, d: Decision, base: int, progress: list[tuple[Change, Decision]]
     ) -> list[tuple[list[Change], Decision]]:
         """Two-fact paths, most promising first (the two changes' score gains added), each
         minimal: neither change alone reaches the pair's qualification."""
@@ -439,6 +456,26 @@ class Advisor:
         elif isinstance(value, str) and value in table:
             value = table[value][lang]
         return format_value(value, unit, lang, self.currency)
+
+
+class _Memo:
+    """One account's screen, with what each one-fact change gave (both searches of the
+    advice try some of the same changes)."""
+
+    __slots__ = ("screen", "seen")
+
+    def __init__(self, screen: Screen):
+        self.screen = screen
+        self.seen: dict[tuple[str, Any], Decision | None] = {}
+
+    def one(self, change: Change) -> Decision | None:
+        to = change.to
+        key = (change.fact, tuple(to) if isinstance(to, list) else to)
+        seen = self.seen
+        if key in seen:
+            return seen[key]
+        got = seen[key] = Advisor._screen(self.screen, [change])
+        return got
 
 
 # --------------------------------------------------------------------------- helpers

@@ -15,7 +15,7 @@ qualification ladder is its `advice: ladder`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -76,6 +76,12 @@ class Advisor:
             for f in dict.fromkeys(feeds.input_deps) if feeds is not None else ():
                 self.derived_thresholds.setdefault(f, []).append(t)
         self._static_values = {n: self._static(n, d) for n, d in doc.facts.items()}
+        # per rule with parts, per part: the input facts its condition reads
+        self.part_facts = {
+            r.id: {part.id: frozenset(self._facts(part.node)) for part in r.parts}
+            for r in self.prog.rules
+            if r.parts
+        }
         self.counts = _count_targets(self.prog)  # list fact -> [counts compared with]
         self.members = _member_targets(self.prog)  # list fact -> [values tested with `in`]
         self.decision_facts = _decision_facts(self.prog)
@@ -209,13 +215,12 @@ class Advisor:
         """What a finding asks the salesperson to do, and the facts that acts on; None when
         it has nothing to say, or only what the actions on `covered` say already."""
         rule = self.rules.get(g["rule"])
-        parts = {p.id: p for p in rule.parts} if rule is not None else {}
+        part_facts = self.part_facts.get(g["rule"], {})
         own = [p for p in g.get("parts") or () if p["scope"] != "company"]
         message = g.get("recommendation")
         if own:
-            facts = {
-                p["part"]: self._facts(parts[p["part"]].node) if p["part"] in parts else set()
-                for p in own
+            facts: dict[str, frozenset[str]] = {
+                p["part"]: part_facts.get(p["part"], frozenset()) for p in own
             }
             said = [p for p in own if p["recommendation"]]
             if said:  # each part says what to do: the parts not said already
@@ -381,8 +386,9 @@ class Advisor:
         """Two-fact paths, most promising first (the two changes' score gains added), each
         minimal: neither change alone reaches the pair's qualification."""
         s0 = _score(d)
+        gain = {id(x): _score(x) - s0 for _c, x in progress}
         pairs = [(a, b) for a, b in combinations(progress, 2) if a[0].fact != b[0].fact]
-        pairs.sort(key=lambda p: -((_score(p[0][1]) - s0) + (_score(p[1][1]) - s0)))
+        pairs.sort(key=lambda p: -(gain[id(p[0][1])] + gain[id(p[1][1])]))
         found: list[tuple[list[Change], Decision]] = []
         # a pair is screened as its second change on top of the first one's decision: the
         # rules that read only the first keep what its screen found (`decide.Screen`)
@@ -474,14 +480,18 @@ class _Memo:
         seen = self.seen
         if key in seen:
             return seen[key]
-        got = seen[key] = Advisor._screen(self.screen, [change])
+        try:
+            got = self.screen({change.fact: to})
+        except Exception:  # a value the ruleset cannot decide is no path
+            got = None
+        seen[key] = got
         return got
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def said_before(acts: set[str], covered: set[str]) -> bool:
+def said_before(acts: Set[str], covered: Set[str]) -> bool:
     """An action on these facts only repeats what the actions so far say."""
     return bool(acts) and acts <= covered
 

@@ -15,6 +15,7 @@ qualification ladder is its `advice: ladder`.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from itertools import combinations
@@ -76,6 +77,12 @@ class Advisor:
             for f in dict.fromkeys(feeds.input_deps) if feeds is not None else ():
                 self.derived_thresholds.setdefault(f, []).append(t)
         self._static_values = {n: self._static(n, d) for n, d in doc.facts.items()}
+        # the facts the decision reads only as `fact op constant`: a value moves the decision
+        # only through which side of each such comparison it is on (see `_new_sides`)
+        self.sided = {
+            f: tuple((_OPS[t.op], t.value) for t in self.thresholds if t.name == f)
+            for f in _compared_only(self.prog) - set(self.plan.derived_of)
+        }
         # per rule with parts, per part: the input facts its condition reads
         self.part_facts = {
             r.id: {part.id: frozenset(self._facts(part.node)) for part in r.parts}
@@ -311,6 +318,9 @@ class Advisor:
             for v in more:
                 if v is not None and v != now and v not in seen and _fits(decl, v):
                     seen.append(v)
+            sides = self.sided.get(fact)
+            if sides is not None and now is not None:
+                seen = _new_sides(seen, now, sides)
             out.extend(Change(fact, v) for v in seen)
         return out
 
@@ -534,6 +544,66 @@ def _progress(d: Decision, d2: Decision, unmet: Sequence[Any], fact: str) -> boo
         if (deps is None or fact in deps) and sum(1 for c in checks if c(e2) is True) > before:
             return True
     return False
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def _new_sides(values: list[Any], now: Any, sides: Sequence[tuple[Any, Any]]) -> list[Any]:
+    """The values of a fact compared only with constants that are on a new side of its
+    comparisons: not the side of today's value (the decision would not move), nor that of
+    an earlier value (it would move the same way), in order."""
+
+    def side(v: Any) -> tuple[bool, ...] | None:
+        try:
+            return tuple(bool(op(v, c)) for op, c in sides)
+        except TypeError:  # a value its comparisons cannot order: keep it
+            return None
+
+    taken = {side(now)}
+    out = []
+    for v in values:
+        where = side(v)
+        if where is None or where not in taken:
+            out.append(v)
+            taken.add(where)
+    return out
+
+
+def _compared_only(prog: Program) -> set[str]:
+    """The input facts the deciding rules and steps read only as `fact op constant` (or a
+    param): never inside arithmetic, a call, `in`, or against another fact."""
+    nodes = []
+    for r in prog.rules:
+        if r.kind in ("criterion", "segment", "stage"):
+            nodes += [r.cond, *(n for n in [r.partly] if n is not None)]
+    nodes += [s.node for s in prog.steps if s.node is not None]
+    good: set[str] = set()
+    bad: set[str] = set()
+
+    def visit(n: Any, alone: bool) -> None:
+        if isinstance(n, E.Name):
+            if n.scope == "fact":
+                (good if alone else bad).add(n.name)
+            return
+        if isinstance(n, E.Cmp):
+            for a, b in ((n.left, n.right), (n.right, n.left)):
+                constant = isinstance(b, E.Const) or (isinstance(b, E.Name) and b.scope == "param")
+                visit(a, constant)
+            return
+        for c in E.children(n):
+            visit(c, False)
+
+    for node in nodes:
+        visit(node, False)
+    return good - bad
 
 
 def _fits(decl: FactDecl, v: Any) -> bool:

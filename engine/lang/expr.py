@@ -641,6 +641,8 @@ def fin(v: Any) -> Any:
 def rnd(v: Any) -> Any:
     """Round numbers to the comparison precision; leave everything else."""
     if isinstance(v, float):
+        if v.is_integer():  # a whole number is its own rounding (and round() is slow)
+            return int(v) if abs(v) < 2**53 else v
         if not math.isfinite(v):
             return None  # an overflowing computation is unknown, never infinite
         r = round(v, ROUND_DIGITS)

@@ -533,11 +533,13 @@ def _progress(d: Decision, d2: Decision, unmet: Sequence[Any], fact: str) -> boo
     comparisons of a criterion that is not met hold (a criterion of two conditions needs
     both changes); a criterion that does not read the fact keeps its comparisons."""
     e, e2 = d.env, d2.env
+    segments, segments2 = e.get("segments", ()), e2.get("segments", ())
     if (
         _score(d2) > _score(d)
         or e2.get("required_not_met", 0) < e.get("required_not_met", 0)
         or e2.get("required_not_evaluable", 0) < e.get("required_not_evaluable", 0)
-        or bool(set(e2.get("segments", ())) - set(e.get("segments", ())))
+        # a screen keeps the account's own list where no segment rule moved
+        or (segments2 is not segments and bool(set(segments2) - set(segments)))
     ):
         return True
     for checks, before, deps in unmet:  # (a criterion's comparisons, how many hold today)

@@ -137,8 +137,9 @@ class Advisor:
         # a path goes up: for an account of insufficient data, to a qualification above the
         # ladder's first step (being decided as `not_key_account` is no way up)
         floor = max(base, 0)
-        facts = self._missing_deciding(d) if insufficient else self._could_lift(d)
-        derived = {n for r in self._lifting_rules(d) for n in r.reads if n in self.derived}
+        lifting = self._lifting_rules(d)
+        facts = self._missing_deciding(d) if insufficient else self._could_lift(d, lifting)
+        derived = {n for r in lifting for n in r.reads if n in self.derived}
         if screen is None:
             screen = _Memo(self.plan.screener(d))
         singles: list[tuple[Change, Decision]] = []
@@ -273,11 +274,12 @@ class Advisor:
             or (r.kind == "segment" and d.outcomes.get(r.id) != "fired")
         ]
 
-    def _could_lift(self, d: Decision) -> list[str]:
+    def _could_lift(self, d: Decision, rules: list[Any] | None = None) -> list[str]:
         """The actionable facts read by what could still lift the account. A required
         criterion that is not met blocks every way up, so while one is, only its facts;
         else the criteria not fully met, the segments it is not in, and the decision steps."""
-        rules = self._lifting_rules(d)
+        if rules is None:
+            rules = self._lifting_rules(d)
         wanted: set[str] = {f for r in rules for f in r.input_deps}
         if rules and rules[0].decl.required and d.criteria.get(rules[0].id, ("",))[0] == "not_met":
             pass  # a failing required criterion: its facts alone

@@ -184,3 +184,38 @@ async def test_the_server_prunes_by_age_with_a_retention_setting(
         assert record["verdict"] is None and record["facts"] == {"account_id": "A"}
         assert "sha256:00 is not in the decision log" in record["warning"]
         assert "(key_account, 80 points) are as logged" in record["warning"]
+
+
+async def test_rows_whose_facts_are_zlib_streams_read_back_beside_zstandard_ones(
+    tmp_path: Path,
+) -> None:
+    """The log compresses facts with Zstandard; rows written before it hold zlib streams
+    (level 6). Both kinds read back through GET /v1/decisions."""
+    import zlib
+
+    import orjson
+
+    from api.decision_log.records import ZSTD_MAGIC
+
+    db = tmp_path / "mixed.db"
+    facts = _facts()
+    async with running(settings_for(tmp_path, db_url=f"sqlite:///{db}")) as r:
+        answers = [(await r.client.post("/v1/evaluate", json=f)).json() for f in facts[:2]]
+        log: DecisionLog = r.state.decision_log
+        conn = log._backend._conn
+        stored = await log._call(
+            lambda: conn.execute("SELECT decision_id, facts FROM log").fetchall()
+        )
+        assert all(bytes(blob)[:4] == ZSTD_MAGIC for _id, blob in stored)
+        old_id = answers[0]["decision_id"]
+        await log._call(
+            lambda: conn.execute(
+                "UPDATE log SET facts = ? WHERE decision_id = ?",
+                (zlib.compress(orjson.dumps(facts[0]), 6), old_id),
+            )
+        )
+        await log._call(conn.commit)
+        for answer, f in zip(answers, facts[:2], strict=True):
+            got = (await r.client.get(f"/v1/decisions/{answer['decision_id']}")).json()
+            assert got["facts"] == f
+            assert got["verdict"] == answer

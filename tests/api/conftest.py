@@ -63,6 +63,9 @@ def settings_for(tmp: Path, **overrides: Any) -> Settings:
         "rulesets": copy_rulesets(tmp / "rulesets"),
         "db_url": f"sqlite:///{tmp / 'kaq.db'}",
         "admin_token": ADMIN_TOKEN,
+        # gc.freeze is process-wide: in a test process it would also freeze every other
+        # test's objects (tests/api/test_api_heap.py turns it on and checks it)
+        "gc_freeze": False,
     }
     values.update(overrides)
     return Settings(**values)

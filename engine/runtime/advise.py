@@ -492,11 +492,7 @@ class _Memo:
         seen = self.seen
         if key in seen:
             return seen[key]
-        try:
-            got = self.screen({change.fact: to})
-        except Exception:  # a value the ruleset cannot decide is no path
-            got = None
-        seen[key] = got
+        got = seen[key] = Advisor._screen(self.screen, (change,))
         return got
 
 

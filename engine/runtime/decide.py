@@ -610,7 +610,8 @@ class Screen:
     account: a candidate costs the closures of the rules that read what it changes (and of
     those that read an outcome variable); every other rule keeps the account's outcome.
     The closures are the ones every `Plan.decide` checks the engine against, so a screen
-    gives what the engine would; whatever the advice reports is decided again by `decide`.
+    gives what the engine would; whatever the advice reports is decided again by
+    durable_rules (`Plan.confirm`).
     """
 
     __slots__ = ("plan", "base", "env", "partly", "steps")

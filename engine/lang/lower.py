@@ -152,6 +152,16 @@ def _simple(n: E.Node) -> bool:
     return isinstance(n, E.Const | E.Name)
 
 
+def fields(cond: Any) -> set[str]:
+    """The stage-fact fields a lowered condition compares (its atoms' fields)."""
+    if isinstance(cond, dict):
+        if "$and" in cond or "$or" in cond:
+            return set().union(*(fields(c) for c in next(iter(cond.values()))))
+        ((key, value),) = cond.items()
+        return set(value) if key.startswith("$") else {key}
+    return set()
+
+
 def atoms(cond: Any) -> int:
     if isinstance(cond, dict):
         if "$and" in cond or "$or" in cond:

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.errors import EngineError, EvaluationError
 from engine.lang import expr as E
+from engine.lang.lower import fields as lowered_fields
 from engine.lang.model import SEVERITY_RANK
 from engine.lang.program import OUTCOME_VARS, Program, Rule, Slot
 from engine.limits import MAX_MAGNITUDE
@@ -134,7 +135,7 @@ class Plan:
         }
         fields: set[str] = set()
         for _level, cond in self.confirm_rules.values():
-            fields |= _fields_in(cond, prog.slots)
+            fields |= lowered_fields(cond)
         self.confirm_levels = tuple(
             (
                 level,
@@ -457,20 +458,6 @@ class Plan:
                 env["stage"] = fired[0][1]
 
 
-def _fields_in(cond: Any, slots: Mapping[str, Slot]) -> set[str]:
-    """The stage-fact fields an engine condition compares."""
-    out: set[str] = set()
-    if isinstance(cond, dict):
-        for k, v in cond.items():
-            if k in slots:
-                out.add(k)
-            out |= _fields_in(v, slots)
-    elif isinstance(cond, list):
-        for v in cond:
-            out |= _fields_in(v, slots)
-    return out
-
-
 def _rule_plan(r: Rule) -> tuple[Any, ...]:
     ppart = (r.engine["ppos"], r.partly_fn) if r.partly is not None else None
     escs = tuple(
@@ -652,7 +639,6 @@ class Screen:
         criteria: dict[str, tuple[str, Any]] = base.criteria
         step_index: int | None = None
         steps = self.steps
-        first_step = 0  # the decision steps not yet tried (their conditions were false)
         for rules, (level, _by_fact, _always, is_step_level, vars_) in zip(
             rules_at, plan.screen_levels, strict=True
         ):
@@ -675,17 +661,10 @@ class Screen:
                         outcomes = dict(was)
                     outcomes[rid] = outcome
                     moved[rid] = kp
+            if is_step_level and step_index is None:  # as `decide`: steps, then variables
+                step_index = plan._step_by_conditions(env, level)
             if moved and vars_ is not None:  # a rule moved here or before: the variables
                 criteria = self._vars(env, outcomes, moved, criteria, vars_)
-            if is_step_level and step_index is None:
-                for s in steps[first_step:]:
-                    if s.level > level:
-                        break
-                    if s.fn is None or s.fn(env) is True:
-                        env["qualification"] = s.qualification
-                        step_index = s.index
-                        break
-                    first_step += 1
         if steps and step_index is None:
             step_index = len(steps) - 1
             env["qualification"] = steps[step_index].qualification
